@@ -1,0 +1,1 @@
+"""Shared engine: audio intake, Praat prosody, model loading and reasoning (no UI code)."""
