@@ -230,7 +230,7 @@ def _decode_ffmpeg(path: Path, max_seconds: float) -> tuple[np.ndarray, int]:
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except Exception as exc:
-        raise AudioError(f"{path.name} could not be read as audio ({_short(exc)}); "
+        raise AudioError(f"{path.name} could not be read as audio ({_short(exc, path)}); "
                          f"accepted: {ACCEPTED}") from None
     with container:
         if not container.streams.audio:
@@ -249,15 +249,16 @@ def _decode_ffmpeg(path: Path, max_seconds: float) -> tuple[np.ndarray, int]:
                     chunks.append(a)
                     n += a.shape[1]
                 if n > limit:
-                    raise AudioError(f"{path.name} is longer than the limit of {max_seconds:g} s "
-                                     "(trim it, or raise the limit with --max-seconds)")
+                    raise AudioError(f"{path.name} is longer than {max_seconds + 1:g} s; the limit is "
+                                     f"{max_seconds:g} s (trim it, or raise the limit with "
+                                     "--max-seconds)")
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray())
         except AudioError:
             raise
         except Exception as exc:
             if not chunks:
-                raise AudioError(f"{path.name} is corrupt or not audio ({_short(exc)}); "
+                raise AudioError(f"{path.name} is corrupt or not audio ({_short(exc, path)}); "
                                  f"accepted: {ACCEPTED}") from None
             # a truncated stream: keep what decoded, as players do
     if not chunks:
@@ -265,6 +266,7 @@ def _decode_ffmpeg(path: Path, max_seconds: float) -> tuple[np.ndarray, int]:
     return np.concatenate(chunks, axis=1).T, int(rate)
 
 
-def _short(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:160]
+def _short(exc: Exception, path: Path) -> str:
+    """The first line of a decoder's message, without the file's full path (not ours to show)."""
+    text = getattr(exc, "strerror", None) or str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0].replace(str(path), path.name)[:160]

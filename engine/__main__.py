@@ -1,0 +1,128 @@
+"""Command line: prosody of audio files, and what-if re-synthesis.
+
+    python -m engine analyze FILE [FILE ...] [--json] [--gender male|female] [--no-contours]
+    python -m engine manipulate IN OUT [--pitch-shift ST] [--pitch-range X] [--tempo X] [--gain-db DB]
+
+`analyze` prints a plain-language summary per file; with `--json`, exactly one JSON object per
+file per line (a public contract other tools parse):
+  {"file", "duration_s", "sample_rate_hz", "analysis_sample_rate_hz", "audio": {...},
+   "pitch": {...}, "energy": {...}, "rate": {...}, "intonation": {...}, "voice": {...},
+   "levels": {...}, "summary": [...], "contours": {"time_s", "f0_hz", "f0_st", "intensity_db", "speech"}}
+with null wherever a value cannot be measured. A file that fails gives {"file", "error"} (in text
+mode the message goes to stderr); the other files are still analysed and the exit status is 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from engine.audio import MAX_SECONDS
+
+
+def analyze_file(path: str, *, max_seconds: float = MAX_SECONDS, gender: str | None = None,
+                 contours: bool = True) -> dict[str, Any]:
+    """The CLI's JSON object for one file (raises AudioError for unusable audio)."""
+    from engine.audio import load_audio
+    from engine.describe import describe
+    from engine.prosody import analyze
+
+    clip = load_audio(path, max_seconds=max_seconds)
+    report = analyze(clip, gender=gender)
+    body = report.to_dict(contours=contours)
+    out = {"file": path, "duration_s": body.pop("duration_s"),
+           "sample_rate_hz": clip.source_rate_hz,
+           "analysis_sample_rate_hz": body.pop("sample_rate_hz"),
+           "audio": clip.to_dict()}
+    out.update(body)
+    out["summary"] = describe(report)
+    if contours:
+        out["contours"] = out.pop("contours")  # keep the long arrays last on the line
+    return out
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    failed = 0
+    for path in args.files:
+        try:
+            result = analyze_file(path, max_seconds=args.max_seconds, gender=args.gender,
+                                  contours=args.json and not args.no_contours)
+        except Exception as exc:  # one bad file must not stop the others
+            failed += 1
+            message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+            if args.json:
+                print(json.dumps({"file": path, "error": message}), flush=True)
+            else:
+                print(f"{path}: error: {message}", file=sys.stderr, flush=True)
+            continue
+        if args.json:
+            print(json.dumps(result, separators=(",", ":")), flush=True)
+        else:
+            print(_text(result), flush=True)
+    return 2 if failed else 0
+
+
+def cmd_manipulate(args: argparse.Namespace) -> int:
+    from engine.audio import load_audio, write_wav
+    from engine.manipulate import manipulate
+
+    try:
+        clip = load_audio(args.input, max_seconds=args.max_seconds)
+        out = manipulate(clip, pitch_shift_st=args.pitch_shift, pitch_range=args.pitch_range,
+                         tempo=args.tempo, gain_db=args.gain_db)
+        write_wav(args.output, out)
+    except ValueError as exc:
+        print(f"{args.input}: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.output} ({out.duration_s:.2f} s, {out.sample_rate_hz} Hz)")
+    return 0
+
+
+def _text(r: dict[str, Any]) -> str:
+    audio = r["audio"]
+    channels = "mono" if audio["source_channels"] == 1 else f"{audio['source_channels']} channels"
+    head = f"== {r['file']} ({r['duration_s']:.2f} s, {r['sample_rate_hz']} Hz, {channels}) =="
+    notes = [n for n, on in (("clipped", audio["clipped"]), ("silent", audio["silent"])) if on]
+    lines = [head] + [f"  {s}" for s in r["summary"]]
+    if notes:
+        lines.append(f"  Note: the recording is {' and '.join(notes)}.")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m engine", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    a = sub.add_parser("analyze", help="measure the prosody of audio files")
+    a.add_argument("files", nargs="+", metavar="FILE")
+    a.add_argument("--json", action="store_true", help="one JSON object per file per line")
+    a.add_argument("--gender", choices=["male", "female"], help="speaker gender for pitch levels")
+    a.add_argument("--max-seconds", type=float, default=MAX_SECONDS,
+                   help=f"longest clip accepted (default {MAX_SECONDS:g})")
+    a.add_argument("--no-contours", action="store_true", help="leave the contours out of --json")
+    a.add_argument("--no-model", action="store_true",
+                   help="prosody only, no emotion reasoning (the default until a model is given)")
+    a.set_defaults(run=cmd_analyze)
+
+    m = sub.add_parser("manipulate", help="re-synthesise a clip with changed prosody (Praat PSOLA)")
+    m.add_argument("input", metavar="IN")
+    m.add_argument("output", metavar="OUT", help="WAV file to write (16 kHz, 16-bit)")
+    m.add_argument("--pitch-shift", type=float, default=0.0, metavar="ST", help="semitones")
+    m.add_argument("--pitch-range", type=float, default=1.0, metavar="X",
+                   help="scale the pitch range about the median: 0 flat, 1 unchanged")
+    m.add_argument("--tempo", type=float, default=1.0, metavar="X", help="speed factor, 2 = twice as fast")
+    m.add_argument("--gain-db", type=float, default=0.0, metavar="DB")
+    m.add_argument("--max-seconds", type=float, default=MAX_SECONDS)
+    m.set_defaults(run=cmd_manipulate)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""The prosody of a clip in words a teacher would use: `describe(report) -> list[str]`.
+
+One sentence per aspect (pitch, range and intonation, loudness, pace and pauses, voice), each
+with the number it rests on, so a listener can check the words against the plot. Thresholds for
+range words follow the intonation dynamics (engine/intonation.py: < 3 st flat, > 9 st wide);
+voice-quality words use common clinical reference points (HNR under ~7 dB sounds breathy or
+hoarse, local jitter over ~1 % irregular; Praat's manual and Teixeira et al. 2013).
+"""
+
+from __future__ import annotations
+
+from engine.intonation import EXPRESSIVE_RANGE_ST, FLAT_RANGE_ST
+from engine.prosody import ProsodyReport
+
+ROUGH_HNR_DB = 7.0  # below this the voice sounds breathy or hoarse
+IRREGULAR_JITTER = 0.01  # above 1 % local jitter the voice sounds unsteady or trembling
+
+_SHAPES = {
+    "rising": "rises towards the end (as in a question or surprise)",
+    "falling": "falls towards the end (as in a statement or finality)",
+    "rising-falling": "rises and then falls, an arch over the utterance",
+    "falling-rising": "dips and rises again, a scooped contour",
+    "flat": "stays level without a clear rise or fall",
+    "expressive": "moves a lot without one overall direction",
+    "uncertain": "cannot be judged reliably (too broken up by pauses or short voicing)",
+    "too_short": "cannot be judged: too little voiced speech",
+}
+
+
+def describe(report: ProsodyReport) -> list[str]:
+    """Plain-language sentences about pitch, intonation, loudness, pace and voice quality."""
+    p, e, r, i, v, lv = (report.pitch, report.energy, report.rate, report.intonation,
+                         report.voice, report.levels)
+    lines = []
+    if p.median_hz is None:
+        lines.append("Pitch: no voiced speech was found, so pitch cannot be measured.")
+    else:
+        spread = ("narrow, close to a monotone" if p.range_st < FLAT_RANGE_ST
+                  else "wide and lively" if p.range_st > EXPRESSIVE_RANGE_ST else "moderate")
+        caveat = "" if p.reliable else " (little voicing: treat with care)"
+        lines.append(f"Pitch: {_level(lv.pitch)} voice, around {p.median_hz:.0f} Hz; the range is "
+                     f"{spread} ({p.range_st:.1f} semitones){caveat}.")
+    lines.append(f"Intonation: the melody {_SHAPES[i.label]}"
+                 + (f", changing {i.delta_st:+.1f} semitones from start to end." if i.delta_st is not None
+                    else "."))
+    if e.level_dbfs is None:
+        lines.append("Loudness: the clip is silent.")
+    else:
+        lines.append(f"Loudness: {_level(lv.energy, 'soft', 'moderate', 'loud')} "
+                     f"({e.level_dbfs:.0f} dB re full scale while speaking, "
+                     f"{e.snr_db:.0f} dB above the background).")
+    if r.articulation_rate_sps is not None:
+        pauses = ("no pauses" if r.pause_count == 0 else
+                  f"{r.pause_count} pause{'s' if r.pause_count > 1 else ''} ({r.pause_s:.1f} s in all)")
+        lines.append(f"Pace: {_level(lv.speed, 'slow', 'ordinary', 'fast')}, "
+                     f"{r.articulation_rate_sps:.1f} syllables per second while speaking, {pauses}.")
+    if v.hnr_db is not None:
+        words = []
+        words.append("breathy or hoarse" if v.hnr_db < ROUGH_HNR_DB else "clear")
+        if v.jitter_local is not None and v.jitter_local > IRREGULAR_JITTER:
+            words.append("unsteady")
+        jitter = f", jitter {100 * v.jitter_local:.1f} %" if v.jitter_local is not None else ""
+        lines.append(f"Voice: {' and '.join(words)} (harmonics-to-noise {v.hnr_db:.0f} dB{jitter}).")
+    return lines
+
+
+def _level(level: str | None, low: str = "a low", normal: str = "a medium",
+           high: str = "a high") -> str:
+    return {"low": low, "slow": low, "normal": normal, "high": high, "fast": high}.get(level or "",
+                                                                                       "unmeasured")
