@@ -286,3 +286,24 @@ def test_contours_share_a_10ms_axis_and_serialise():
     semis = np.array([v for v in d["contours"]["f0_st"] if v is not None])
     assert abs(np.median(semis)) < 0.3
     json.loads(json.dumps(d))
+
+
+def test_frame_levels_match_a_direct_computation():
+    from engine.pitch import frame_times
+    from engine.prosody import frame_levels
+
+    x = np.random.default_rng(0).standard_normal(16_037).astype(np.float32) * 0.1
+    times = frame_times(len(x) / SR)
+    padded = np.concatenate([np.zeros(200), x, np.zeros(400)])
+    direct = [10 * np.log10(np.mean(padded[int(round(t * SR)):int(round(t * SR)) + 400] ** 2))
+              for t in times]  # 25 ms = 400 samples centred on t
+    np.testing.assert_allclose(frame_levels(x, SR, times), direct, atol=1e-4)
+
+
+def test_smoothing_matches_scipy_savgol():
+    from scipy.signal import savgol_filter
+
+    from engine.intonation import smooth
+
+    y = np.cumsum(np.random.default_rng(0).standard_normal(57))
+    np.testing.assert_allclose(smooth(y), savgol_filter(y, 9, 2, mode="interp"), atol=1e-9)

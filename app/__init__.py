@@ -1,0 +1,1 @@
+"""app/: see README.md (arrives with a later issue)."""
