@@ -1,0 +1,42 @@
+"""The repository's promises: the README's two commands, CI running the test one, pinned deps."""
+
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def command_after(marker: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    block = text.split(marker, 1)[1]
+    return re.search(r"```bash\n(.+?)\n```", block, re.S).group(1)
+
+
+def test_readme_has_exactly_the_two_setup_commands():
+    text = (ROOT / "README.md").read_text()
+    assert text.count("<!-- run-command -->") == 1 and text.count("<!-- test-command -->") == 1
+    run, test = command_after("<!-- run-command -->"), command_after("<!-- test-command -->")
+    assert "\n" not in run and "\n" not in test
+    assert run.endswith("python app.py") and "pip install -r requirements.txt" in run
+    assert "pytest" in test and "requirements-dev.txt" in test
+    assert "apt-get install -y" in run and "espeak-ng" in test
+
+
+def test_ci_runs_the_readme_test_command():
+    script = ROOT / ".ci" / "run"
+    extracted = subprocess.run(
+        ["awk", '/<!-- test-command -->/ {found = 1; next} found && !/^```/ && NF {print; exit}',
+         str(ROOT / "README.md")], capture_output=True, text=True, check=True).stdout.strip()
+    assert extracted == command_after("<!-- test-command -->")
+    assert "README.md" in script.read_text()
+
+
+def test_requirements_are_pinned():
+    for name in ("requirements.txt", "requirements-dev.txt"):
+        for line in (ROOT / name).read_text().splitlines():
+            line = line.split("#")[0].strip()
+            if line:
+                assert re.fullmatch(r"[A-Za-z0-9_.\-]+==[0-9][A-Za-z0-9.+]*", line), line
+    pins = (ROOT / "requirements.txt").read_text()
+    assert "torch==2.13.0" in pins and "transformers==5." in pins and "gradio==6." in pins
