@@ -33,6 +33,10 @@ CLIP_LEVEL = 0.999  # |sample| at or above this fraction of full scale counts as
 CLIPPED_FRACTION = 1e-3  # a clip is flagged `clipped` when more than 0.1 % of its samples are
 SILENT_RMS_DBFS = -60.0  # below this RMS the clip is `silent` (16-bit noise floor is ~-101 dBFS)
 DBFS_FLOOR = -120.0  # level reported for digital silence instead of -inf
+# Downmix: when the channel mean's RMS falls below this fraction of the loudest channel's, the mean
+# is losing signal and the loudest channel is used instead. A dead channel leaves the mean at 0.5
+# (-6 dB), opposite phases near 0; uncorrelated equal channels keep 0.71, identical ones 1.0.
+ONE_SIDED_RATIO = 0.6
 
 ACCEPTED = "WAV, FLAC, OGG/Opus, MP3, M4A/AAC, WebM/Matroska, or a (sample_rate, array) pair"
 _SNDFILE_SUFFIXES = {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif"}
@@ -109,7 +113,7 @@ def load_audio(
         raise AudioError(f"no audio was given; accepted: {ACCEPTED}")
     else:
         raise AudioError(f"cannot read audio from a {type(source).__name__}; accepted: {ACCEPTED}")
-    return from_array(np.asarray(samples), int(rate), max_seconds=max_seconds,
+    return from_array(samples, int(rate), max_seconds=max_seconds,
                       min_seconds=min_seconds, source=name)
 
 
@@ -122,31 +126,31 @@ def from_array(
     source: str | None = None,
 ) -> Clip:
     """Make a `Clip` from samples shaped `[n]` or `[n, channels]` (int16, int32, uint8 or float)
-    at `rate` Hz. Integer PCM is scaled to full scale = 1; floats are taken as they are."""
+    at `rate` Hz. Integer PCM is scaled to full scale = 1; floats are taken as they are. Channels
+    are averaged, unless one is dead or they cancel (see `_downmix`)."""
     if not isinstance(rate, (int, np.integer)) or rate < 1000 or rate > 768_000:
         raise AudioError(f"sample rate {rate!r} Hz is not usable; expected 1000-768000 Hz")
-    x = _to_float(samples)
-    if x.ndim == 2:
-        # [n, ch]; a [ch, n] array with few channels is what some libraries return: accept it too
-        if x.shape[0] <= 8 < x.shape[1]:
-            x = x.T
-        channels = x.shape[1]
-        x = x.mean(axis=1, dtype=np.float64).astype(np.float32) if channels > 1 else x[:, 0]
-    elif x.ndim == 1:
-        channels = 1
-    else:
+    x = np.asarray(samples)
+    if x.dtype.kind not in "iuf":
+        raise AudioError(f"samples of type {x.dtype} are not audio; expected int16, int32 or float")
+    if x.ndim == 2 and x.shape[0] <= 8 < x.shape[1]:
+        x = x.T  # [channels, n], as some libraries return it
+    if x.ndim not in (1, 2):
         raise AudioError(f"audio must be shaped [samples] or [samples, channels]; got {x.shape}")
+    channels = 1 if x.ndim == 1 else x.shape[1]
+    duration = x.shape[0] / rate
     if x.size == 0:
         raise AudioError("the audio is empty (zero samples)")
+    if duration < min_seconds:
+        raise AudioError(f"the clip is {duration:.3f} s long; at least {min_seconds:g} s is needed")
+    if duration > max_seconds + 1e-9:  # checked before any copy of a huge array is made
+        raise AudioError(f"the clip is {duration:.1f} s long; the limit is {max_seconds:g} s "
+                         "(trim it, or raise the limit with --max-seconds)")
+    x = _to_float(x)
     if not np.isfinite(x).all():
         bad = int((~np.isfinite(x)).sum())
         raise AudioError(f"the audio contains {bad} NaN or infinite samples; it is corrupt")
-    duration = x.size / rate
-    if duration < min_seconds:
-        raise AudioError(f"the clip is {duration:.3f} s long; at least {min_seconds:g} s is needed")
-    if duration > max_seconds + 1e-9:
-        raise AudioError(f"the clip is {duration:.1f} s long; the limit is {max_seconds:g} s "
-                         "(trim it, or raise the limit with --max-seconds)")
+    x = _downmix(x) if x.ndim == 2 else x
 
     peak = float(np.abs(x).max())
     clipped = float((np.abs(x) >= CLIP_LEVEL).mean()) > CLIPPED_FRACTION
@@ -175,6 +179,20 @@ def write_wav(path: str | os.PathLike, clip: Clip) -> None:
     sf.write(str(path), np.clip(clip.samples, -1.0, 1.0), clip.sample_rate_hz, subtype="PCM_16")
 
 
+def _downmix(x: np.ndarray) -> np.ndarray:
+    """[n, ch] -> [n]: the channel mean, unless that loses the signal: a channel that is nearly
+    silent (a one-sided microphone) or channels in opposite phase. Then the loudest channel."""
+    if x.shape[1] == 1:
+        return x[:, 0]
+    mean = x.mean(axis=1, dtype=np.float64).astype(np.float32)
+    rms = np.sqrt(np.mean(np.square(x, dtype=np.float64), axis=0))
+    loudest = int(np.argmax(rms))
+    mean_rms = float(np.sqrt(np.mean(np.square(mean, dtype=np.float64))))
+    if rms[loudest] > 0 and mean_rms < ONE_SIDED_RATIO * rms[loudest]:
+        return np.ascontiguousarray(x[:, loudest])
+    return mean
+
+
 def _to_float(samples: np.ndarray) -> np.ndarray:
     x = np.asarray(samples)
     if x.dtype == np.int16:
@@ -187,9 +205,7 @@ def _to_float(samples: np.ndarray) -> np.ndarray:
         return x.astype(np.float32) / 128.0
     if np.issubdtype(x.dtype, np.floating):
         return x.astype(np.float32, copy=False)
-    if np.issubdtype(x.dtype, np.integer):  # int64 and others: assume 32-bit PCM scale
-        return (x.astype(np.float64) / 2147483648.0).astype(np.float32)
-    raise AudioError(f"samples of type {x.dtype} are not audio; expected int16, int32 or float")
+    return (x.astype(np.float64) / 2147483648.0).astype(np.float32)  # int64 etc: 32-bit scale
 
 
 def _decode_file(path: Path, max_seconds: float) -> tuple[np.ndarray, int]:

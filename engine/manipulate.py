@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from engine.audio import MAX_SECONDS, AudioError, Clip, from_array
+from engine.audio import AudioError, Clip, from_array
 from engine.pitch import FRAME_STEP_S, SECOND_PASS, frame_times, track_pitch
 
 SHIFT_LIMIT_ST = 24.0  # two octaves either way: beyond that PSOLA sounds like a different creature
@@ -31,8 +31,7 @@ GAIN_LIMIT_DB = 60.0
 
 
 def manipulate(clip: Clip, pitch_shift_st: float = 0.0, pitch_range: float = 1.0,
-               tempo: float = 1.0, gain_db: float = 0.0, *,
-               max_seconds: float = MAX_SECONDS * 4) -> Clip:
+               tempo: float = 1.0, gain_db: float = 0.0) -> Clip:
     """Re-synthesise `clip` with its F0 shifted by `pitch_shift_st` semitones, its pitch range
     scaled by `pitch_range` about the median, its tempo multiplied by `tempo` (duration divided)
     and its level changed by `gain_db`. Raises `ValueError` for settings out of range and
@@ -47,7 +46,8 @@ def manipulate(clip: Clip, pitch_shift_st: float = 0.0, pitch_range: float = 1.0
     if gain_db != 0.0:
         x = x * np.float32(10.0 ** (gain_db / 20.0))
     name = f"{clip.source} (manipulated)" if clip.source else None
-    return from_array(np.asarray(x, np.float32), clip.sample_rate_hz, max_seconds=max_seconds,
+    # the input passed the length limits already; a slower tempo may lengthen it past them
+    return from_array(np.asarray(x, np.float32), clip.sample_rate_hz, max_seconds=math.inf,
                       min_seconds=0.0, source=name)
 
 

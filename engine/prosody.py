@@ -31,7 +31,8 @@ SPREAD_DB, ABOVE_FLOOR_DB = 20.0, 6.0  # ... raised to p5 + 6 dB when p95 - p5 >
 MAX_BELOW_REFERENCE_DB = 15.0  # ... and never closer than 15 dB to the reference
 FILL_GAP_S, MIN_RUN_S = 0.06, 0.05  # fill gaps shorter than 60 ms, drop runs shorter than 50 ms
 PAUSE_MIN_S = 0.3  # a silent gap inside the utterance this long is a pause (de Jong & Wempe 2009)
-# Pitch reliability (paper-notes §3)
+MIN_RATE_SPEECH_S = 0.5  # less speech than this gets a rate but no slow/normal/fast label
+# Pitch reliability (paper-notes §3); an unreliable pitch gets statistics but no level
 MIN_VOICED_FRAMES, MIN_VOICED_FRACTION = 25, 0.2
 # Syllable nuclei (de Jong & Wempe 2009 defaults)
 NUCLEI_SILENCE_DB = -25.0  # peaks must be within 25 dB of the 99th-percentile speech intensity
@@ -148,7 +149,9 @@ def analyze(clip: Clip, norms: LevelNorms = DEFAULT_NORMS, gender: str | None = 
     rate = _rate(times, speech, intensity_db, f0)
     intonation = classify(times, f0_speech, long_pauses=rate.pause_count, frame_s=FRAME_STEP_S)
     voice = _voice_quality(track, f0_speech, pitch.reliable)
-    levels = norms.levels(pitch.median_hz, energy.level_dbfs, rate.articulation_rate_sps, gender)
+    levels = norms.levels(pitch.median_hz if pitch.reliable else None, energy.level_dbfs,
+                          rate.articulation_rate_sps if rate.speech_s >= MIN_RATE_SPEECH_S else None,
+                          gender)
     return ProsodyReport(
         duration_s=clip.duration_s, sample_rate_hz=sr, pitch=pitch, energy=energy, rate=rate,
         intonation=intonation, voice=voice, levels=levels,

@@ -95,6 +95,25 @@ def test_stereo_arrays_equal_mono(layout):
     np.testing.assert_array_equal(a.samples, b.samples)
 
 
+def test_a_dead_or_inverted_channel_does_not_halve_or_cancel_the_voice():
+    x = tone(300, 1.0)
+    mono = from_array(x, SR)
+    left_only = from_array(np.stack([x, np.zeros_like(x)], axis=1), SR)
+    inverted = from_array(np.stack([x, -x], axis=1), SR)
+    assert left_only.rms_dbfs == pytest.approx(mono.rms_dbfs, abs=0.01)
+    assert inverted.rms_dbfs == pytest.approx(mono.rms_dbfs, abs=0.01)
+    # two different, uncorrelated channels are averaged as usual
+    noise = (0.3 * np.random.default_rng(0).standard_normal(SR)).astype(np.float32)
+    both = from_array(np.stack([x, noise], axis=1), SR)
+    np.testing.assert_allclose(both.samples, from_array((x + noise) / 2, SR).samples, atol=1e-6)
+
+
+def test_huge_arrays_are_refused_before_any_copy():
+    huge = np.lib.stride_tricks.as_strided(np.zeros(1, np.int16), shape=(SR * 3600,), strides=(0,))
+    with pytest.raises(AudioError, match="3600.0 s long; the limit is 120 s"):
+        from_array(huge, SR)
+
+
 def test_resampling_is_band_limited_not_sample_dropping():
     # 7 kHz survives 48 -> 16 kHz; 10 kHz is above the new Nyquist and must vanish, not alias
     # to 6 kHz as dropping every third sample would make it (tones tapered to avoid clicks)

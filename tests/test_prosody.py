@@ -98,10 +98,13 @@ def test_noise_has_no_pitch():
 
 
 def test_very_short_voicing_is_too_short():
-    x = np.concatenate([synth.silence(0.5), synth.harmonic(150, 0.3), synth.silence(0.5)])
+    x = np.concatenate([synth.silence(0.5), synth.harmonic(150, 0.2), synth.silence(0.5)])
     r = report(x)
     assert r.intonation.label == "too_short"
     assert r.intonation.shape is None
+    assert r.pitch.median_hz == pytest.approx(150, rel=0.02)  # measured, but from 20 frames:
+    assert not r.pitch.reliable and r.levels.pitch is None  # fewer than 25, so no level
+    assert r.levels.speed is None
 
 
 # --- energy ------------------------------------------------------------------------------------
