@@ -15,3 +15,26 @@ def espeak_sentence() -> tuple[np.ndarray, int]:
     if not synth.espeak_available():
         pytest.fail("espeak-ng is missing: install it with `apt-get install espeak-ng`")
     return synth.espeak(SENTENCE)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A tiny random-weight checkpoint in the released (full Omni, sharded) layout."""
+    from engine.tiny import build
+
+    return build(tmp_path_factory.mktemp("tiny") / "ckpt")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_checkpoint):
+    """The tiny checkpoint loaded through the users' loader (fp32 on the CPU)."""
+    from engine.model import load_model
+
+    return load_model(str(tiny_checkpoint))
+
+
+@pytest.fixture(scope="session")
+def reasoner(tiny_model):
+    from engine.reasoner import Reasoner
+
+    return Reasoner(tiny_model)

@@ -1,0 +1,223 @@
+"""Loading EmotionThinker's thinker: from a hub id or a local directory, quantised or not.
+
+    from engine.model import load_model
+    m = load_model()                          # the released model; nf4 on a CUDA GPU
+    m = load_model("/ckpt", quant="bf16")     # a local checkpoint (full Omni or thinker only)
+    m = load_model("/ckpt", device="cpu")     # fp32 on the CPU (slow, but works)
+
+Only the thinker is loaded (`Qwen2_5OmniThinkerForConditionalGeneration`): text out, no talker,
+and the never-used vision tower's blocks are not even read (the config is given depth 0 before
+loading, then the remaining stub is dropped). From the hub, only the files the thinker needs are
+fetched: the safetensors index says which shards hold `thinker.*` weights.
+
+Quantisation (`quant`): "nf4" (bitsandbytes 4-bit NormalFloat, double quantisation, bf16
+compute: the default on CUDA), "int8" (bitsandbytes LLM.int8), "bf16", "fp32" (the CPU default).
+The output layer always stays in 16 bits, and so does the audio encoder unless
+`quantize_audio_encoder=True`: it carries the prosody perception the paper trained for
+(paper-notes §4), and it is ~0.64 B of the 8.9 B parameters (bench/engine.py weighs both).
+
+Failure is fast and says how to fix it: `HF_HUB_OFFLINE` is respected, hub look-ups time out
+after `HUB_TIMEOUT_S`, a machine without CUDA never starts the 16 GB download on its own (pass
+device="cpu" to insist), and remote code is never trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from engine.features import EmotionThinkerProcessor, load_processor
+
+DEFAULT_SOURCE = "ddwang2000/EmotionThinker"
+QUANTS = ("auto", "nf4", "int8", "bf16", "fp32")
+HUB_TIMEOUT_S = 10.0  # metadata look-ups; a dead network fails in seconds, not minutes
+CONFIG_FILES = ["*.json", "*.jinja", "*.txt", "*.model", "*.tiktoken"]  # configs and tokenizer
+
+
+class ModelUnavailable(RuntimeError):
+    """The model cannot be loaded here; the message says why and how to fix it."""
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    model: Any  # Qwen2_5OmniThinkerForConditionalGeneration, in eval mode
+    processor: EmotionThinkerProcessor
+    source: str  # what the caller asked for (hub id or directory)
+    path: str  # the local directory the weights were read from
+    device: str  # "cuda:0", "cpu", ...
+    quant: str  # nf4, int8, bf16 or fp32
+    audio_encoder_quantized: bool
+    load_s: float  # wall time of load_model, download excluded
+    weights_gib: float  # parameters and buffers as held in memory
+
+    def describe(self) -> str:
+        """One line for a status display: what, where, how big."""
+        audio = ""
+        if self.quant in ("nf4", "int8"):
+            audio = " (audio encoder quantised)" if self.audio_encoder_quantized else \
+                " (audio encoder in 16 bits)"
+        return (f"{self.source} on {self.device}, {self.quant}{audio}, "
+                f"{self.weights_gib:.2f} GiB of weights")
+
+
+def load_model(source: str | os.PathLike = DEFAULT_SOURCE, quant: str = "auto",
+               device: str = "auto", *, quantize_audio_encoder: bool = False,
+               progress: Callable[[str], None] | None = None) -> LoadedModel:
+    """Load the thinker and its processor from a hub id or a local directory. Raises
+    `ModelUnavailable` (with the fix in the message) when it cannot, and `ValueError` for an
+    unknown `quant`."""
+    import torch
+
+    say = progress or (lambda message: None)
+    if quant not in QUANTS:
+        raise ValueError(f"quant must be one of {', '.join(QUANTS)}; got {quant!r}")
+    cuda = torch.cuda.is_available()
+    chose_cpu = device == "cpu"
+    if device == "auto":
+        device = "cuda:0" if cuda else "cpu"
+    if device.startswith("cuda") and not cuda:
+        raise ModelUnavailable(f"device {device} was asked for, but torch sees no CUDA GPU")
+    quant = ("nf4" if device.startswith("cuda") else "fp32") if quant == "auto" else quant
+    local = Path(source).expanduser()
+    if local.is_dir():
+        path = local
+    elif _looks_like_path(str(source)):
+        raise ModelUnavailable(f"no checkpoint directory at {source}")
+    else:
+        if device == "cpu" and not chose_cpu:
+            raise ModelUnavailable(
+                "no CUDA GPU here, so the ~16 GB model is not downloaded automatically and the "
+                "app runs prosody-only. To run it on the CPU anyway (slow), pass device 'cpu' "
+                "(--device cpu); or pass a local checkpoint directory (--model DIR).")
+        path = fetch_checkpoint(str(source), say)
+    return _load(path, str(source), quant, device, quantize_audio_encoder, say)
+
+
+def fetch_checkpoint(repo_id: str, say: Callable[[str], None] = print) -> Path:
+    """Download (or find in the cache) the files the thinker needs from a hub repository."""
+    from huggingface_hub import hf_hub_download, snapshot_download
+    from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError,
+                                        RepositoryNotFoundError)
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    if not offline and not _hub_reachable():
+        # the hub client would retry for ~25 s before giving up: use the cache, or fail now
+        say("the Hugging Face hub cannot be reached; looking in the local cache")
+        offline = True
+    try:
+        try:
+            index_file = hf_hub_download(repo_id, "model.safetensors.index.json",
+                                         etag_timeout=HUB_TIMEOUT_S, local_files_only=offline)
+            weights = thinker_shards(json.loads(Path(index_file).read_text()))
+        except LocalEntryNotFoundError:
+            raise
+        except Exception as exc:  # no index: a single-file checkpoint
+            if "404" not in str(exc) and "Entry Not Found" not in str(exc):
+                raise
+            weights = ["*.safetensors"]
+        say(f"fetching {repo_id}: {len(weights)} weight file(s) for the thinker")
+        path = snapshot_download(repo_id, allow_patterns=CONFIG_FILES + weights,
+                                 etag_timeout=HUB_TIMEOUT_S, local_files_only=offline)
+    except GatedRepoError:
+        raise ModelUnavailable(f"{repo_id} is gated: accept its terms on the hub and log in "
+                               "(`hf auth login`), or pass a local directory") from None
+    except RepositoryNotFoundError:
+        raise ModelUnavailable(f"{repo_id} was not found on the hub (check the name), or it is "
+                               "private and you are not logged in") from None
+    except LocalEntryNotFoundError:
+        if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+            raise ModelUnavailable(
+                f"HF_HUB_OFFLINE is set and {repo_id} is not in the local cache: download it once "
+                "with network access, or pass a local checkpoint directory") from None
+        raise ModelUnavailable(
+            f"cannot reach the Hugging Face hub to fetch {repo_id} and it is not cached: check "
+            "the network (or HF_ENDPOINT / proxy settings), or pass a local checkpoint "
+            "directory") from None
+    except OSError as exc:
+        raise ModelUnavailable(f"fetching {repo_id} failed ({exc}); check the network and disk "
+                               "space, or pass a local checkpoint directory") from None
+    return Path(path)
+
+
+def _hub_reachable() -> bool:
+    """One quick request to the hub endpoint (HF_ENDPOINT), honouring proxy settings."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    try:
+        get_session().head(constants.ENDPOINT, timeout=HUB_TIMEOUT_S, follow_redirects=True)
+        return True
+    except Exception:  # connection refused, DNS failure, timeout, proxy error ...
+        return False
+
+
+def thinker_shards(index: dict) -> list[str]:
+    """The weight files of a safetensors index that hold thinker weights (all of them for a
+    thinker-only checkpoint, whose keys carry no `thinker.` prefix)."""
+    weight_map = index.get("weight_map", {})
+    files = sorted({f for key, f in weight_map.items() if key.startswith("thinker.")})
+    return files or sorted(set(weight_map.values()))
+
+
+def _load(path: Path, source: str, quant: str, device: str, quantize_audio: bool, say):
+    import torch
+    from transformers import AutoConfig
+    from transformers.models.qwen2_5_omni import Qwen2_5OmniThinkerForConditionalGeneration
+
+    start = time.perf_counter()
+    say(f"loading the thinker from {path} ({quant} on {device})")
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise ModelUnavailable(f"{path} is not a loadable Qwen2.5-Omni checkpoint: {exc}") from None
+    config = getattr(config, "thinker_config", config)
+    if not hasattr(config, "audio_config"):
+        raise ModelUnavailable(f"{path} holds a {type(config).__name__}, not a Qwen2.5-Omni "
+                               "(thinker) checkpoint")
+    config.vision_config.depth = 0  # the vision blocks are never used: do not read them
+    kwargs: dict[str, Any] = {"config": config, "trust_remote_code": False}
+    on_cuda = device.startswith("cuda")
+    compute = torch.bfloat16 if on_cuda or quant == "bf16" else torch.float32
+    if quant in ("nf4", "int8"):
+        kwargs["quantization_config"] = _bnb_config(quant, compute, quantize_audio)
+        kwargs["device_map"] = {"": device}
+    kwargs["dtype"] = compute
+    try:
+        model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelUnavailable(f"{path} is not a loadable Qwen2.5-Omni checkpoint: {exc}") from None
+    if quant not in ("nf4", "int8"):
+        model.to(device)
+    model.visual = None  # free the vision stub: this app sends no images
+    model.eval()
+    processor = load_processor(path)
+    weights = sum(t.numel() * t.element_size()
+                  for t in list(model.parameters()) + list(model.buffers()))
+    return LoadedModel(model=model, processor=processor, source=source, path=str(path),
+                       device=device, quant=quant,
+                       audio_encoder_quantized=quant in ("nf4", "int8") and quantize_audio,
+                       load_s=time.perf_counter() - start, weights_gib=weights / 2**30)
+
+
+def _bnb_config(quant: str, compute, quantize_audio: bool):
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise ModelUnavailable(f"quant={quant} needs bitsandbytes: pip install bitsandbytes") from None
+    from transformers import BitsAndBytesConfig
+
+    skip = ["lm_head", "visual"] + ([] if quantize_audio else ["audio_tower"])
+    if quant == "nf4":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                  bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute,
+                                  llm_int8_skip_modules=skip)
+    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
+
+
+def _looks_like_path(source: str) -> bool:
+    return source.startswith((".", "/", "~")) or source.count("/") != 1
+

@@ -1,0 +1,115 @@
+"""Loading the thinker through the users' path, on tiny random-weight checkpoints."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from engine.model import ModelUnavailable, load_model, thinker_shards
+
+
+def test_full_omni_layout_loads_only_the_thinker(tiny_model, tiny_checkpoint):
+    from safetensors import safe_open
+
+    m = tiny_model.model
+    assert type(m).__name__ == "Qwen2_5OmniThinkerForConditionalGeneration"
+    assert m.visual is None and not m.training
+    assert tiny_model.quant == "fp32" and tiny_model.device == "cpu"
+    # every thinker weight is the checkpoint's (no random init slipped in)
+    index = json.loads((tiny_checkpoint / "model.safetensors.index.json").read_text())
+    state = m.state_dict()
+    checked = 0
+    for key, file in index["weight_map"].items():
+        if not key.startswith("thinker.") or ".visual." in key:
+            continue
+        with safe_open(str(tiny_checkpoint / file), "pt") as f:
+            assert torch.equal(state[key.removeprefix("thinker.")], f.get_tensor(key)), key
+        checked += 1
+    assert checked == len([k for k in state if not k.startswith("visual.")])
+
+
+def test_thinker_only_layout_loads_the_same_way(tmp_path):
+    from engine.tiny import build
+
+    path = build(tmp_path / "thinker", thinker_only=True)
+    m = load_model(str(path))
+    assert m.model.visual is None
+    assert json.loads((path / "config.json").read_text())["model_type"] == "qwen2_5_omni_thinker"
+
+
+def test_shard_selection_reads_the_index():
+    index = {"weight_map": {"thinker.model.a": "m-1.safetensors", "thinker.lm_head": "m-2.safetensors",
+                            "talker.x": "m-3.safetensors", "token2wav.y": "m-4.safetensors"}}
+    assert thinker_shards(index) == ["m-1.safetensors", "m-2.safetensors"]
+    assert thinker_shards({"weight_map": {"model.a": "a.st", "lm_head": "b.st"}}) == ["a.st", "b.st"]
+
+
+@pytest.mark.parametrize("quant,layer", [("nf4", "Linear4bit"), ("int8", "Linear8bitLt")])
+def test_bitsandbytes_quantisation_on_cpu(tiny_checkpoint, quant, layer):
+    m = load_model(str(tiny_checkpoint), quant=quant)
+    modules = dict(m.model.named_modules())
+    assert type(modules["model.layers.0.self_attn.q_proj"]).__name__ == layer
+    assert type(modules["lm_head"]).__name__ == "Linear"  # the output layer stays 16/32-bit
+    assert type(modules["audio_tower.layers.0.fc1"]).__name__ == "Linear"
+    assert not m.audio_encoder_quantized and quant in m.describe()
+
+
+def test_audio_encoder_quantisation_is_a_flag(tiny_checkpoint):
+    m = load_model(str(tiny_checkpoint), quant="nf4", quantize_audio_encoder=True)
+    modules = dict(m.model.named_modules())
+    assert type(modules["audio_tower.layers.0.fc1"]).__name__ == "Linear4bit"
+    assert m.audio_encoder_quantized
+
+
+def test_bf16(tiny_checkpoint):
+    m = load_model(str(tiny_checkpoint), quant="bf16")
+    assert next(m.model.parameters()).dtype == torch.bfloat16
+
+
+def test_bad_sources_fail_clearly(tmp_path):
+    with pytest.raises(ModelUnavailable, match="no checkpoint directory"):
+        load_model(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelUnavailable, match="not a loadable"):
+        load_model(str(tmp_path / "empty"))
+    with pytest.raises(ValueError, match="quant must be one of"):
+        load_model(str(tmp_path / "empty"), quant="fp8")
+
+
+def test_no_cuda_means_no_automatic_16gb_download():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the download would be legitimate")
+    start = time.perf_counter()
+    with pytest.raises(ModelUnavailable, match="--device cpu"):
+        load_model("ddwang2000/EmotionThinker")
+    assert time.perf_counter() - start < 1.0
+
+
+def _load_in_subprocess(env_extra, tmp_path):
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), **env_extra}
+    code = ("from engine.model import load_model, ModelUnavailable\n"
+            "try:\n    load_model('ddwang2000/EmotionThinker', device='cpu')\n"
+            "except ModelUnavailable as e:\n    print('UNAVAILABLE:', e)\n")
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=60, cwd=os.path.dirname(os.path.dirname(__file__)))
+    return done, time.perf_counter() - start
+
+
+def test_offline_and_not_cached_fails_in_seconds_saying_why(tmp_path):
+    done, elapsed = _load_in_subprocess({"HF_HUB_OFFLINE": "1"}, tmp_path)
+    assert "UNAVAILABLE: HF_HUB_OFFLINE is set" in done.stdout, done.stderr[-2000:]
+    assert "local checkpoint directory" in done.stdout
+    assert elapsed < 20
+
+
+def test_unreachable_hub_fails_in_seconds_saying_why(tmp_path):
+    # nothing listens on the loopback's port 9: the connection is refused at once
+    done, elapsed = _load_in_subprocess({"HF_ENDPOINT": "http://127.0.0.1:9",
+                                         "HF_HUB_OFFLINE": "0"}, tmp_path)
+    assert "UNAVAILABLE: cannot reach the Hugging Face hub" in done.stdout, done.stderr[-2000:]
+    assert elapsed < 30
