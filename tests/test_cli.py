@@ -95,3 +95,28 @@ def test_manipulate_rejects_bad_settings_clearly(files, tmp_path):
     done = run("manipulate", files / "speech.wav", tmp_path / "x.wav", "--tempo", "0")
     assert done.returncode == 2 and "tempo must be" in done.stderr
     assert not (tmp_path / "x.wav").exists()
+
+
+def test_json_with_a_model_adds_the_reasoning(files, tiny_checkpoint):
+    done = run("analyze", "--json", "--no-contours", "--model", tiny_checkpoint,
+               "--max-new-tokens", "16", files / "speech.wav", files / "broken.wav")
+    assert done.returncode == 2  # the broken file; the good one is still reasoned about
+    good, bad = (json.loads(line) for line in done.stdout.strip().splitlines())
+    r = good["reasoning"]
+    assert set(r) >= {"think", "answer", "label", "scores", "claims", "timing"}
+    assert len(r["scores"]) == 9 and sum(r["scores"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert r["timing"]["n_tokens"] == 16 and r["timing"]["stop_reason"] == "length"
+    assert isinstance(r["claims"], list) and "pitch" in good
+    assert "error" in bad and "reasoning" not in bad
+
+
+def test_text_mode_streams_the_reasoning(files, tiny_checkpoint):
+    done = run("analyze", "--model", tiny_checkpoint, "--max-new-tokens", "8", files / "rising.flac")
+    assert done.returncode == 0, done.stderr
+    assert "Reasoning:" in done.stdout and "Confidence:" in done.stdout and "Timing:" in done.stdout
+    assert "model:" in done.stderr and "fp32" in done.stderr
+
+
+def test_a_model_that_cannot_load_is_an_error_before_any_file(files, tmp_path):
+    done = run("analyze", "--model", tmp_path / "nothing", files / "speech.wav")
+    assert done.returncode == 2 and "cannot be loaded" in done.stderr and done.stdout == ""

@@ -1,0 +1,110 @@
+"""Prosodic claims in the reasoning, checked against measured prosody (literal sentences, real
+analyses of synthetic signals whose prosody is known)."""
+
+import numpy as np
+import pytest
+
+from engine import synth
+from engine.audio import from_array
+from engine.grounding import agreement, check, find_claims
+from engine.prosody import analyze
+
+
+def report_of(x):
+    return analyze(from_array(x, 16000))
+
+
+@pytest.fixture(scope="module")
+def high_rising_loud():
+    # 260 -> 420 Hz over 2 s (8.3 st, p5-p95 ~7.5 st), -12 dBFS while speaking
+    return report_of(synth.harmonic(lambda t: 260 * (420 / 260) ** (t / 2), 2.0, syllable_hz=4.0,
+                                    level_dbfs=-12.0))
+
+
+@pytest.fixture(scope="module")
+def low_flat_soft():
+    return report_of(synth.harmonic(90.0, 2.0, syllable_hz=4.0, level_dbfs=-36.0))
+
+
+@pytest.fixture(scope="module")
+def paused():
+    v = synth.harmonic(150, 1.0, syllable_hz=4.0)
+    return report_of(np.concatenate([v, synth.silence(0.6), v]))
+
+
+def verdicts(claims):
+    return [(c.attribute, c.value, c.negated, c.verdict) for c in claims]
+
+
+def test_claims_that_match_the_audio_are_supported(high_rising_loud):
+    claims = check("The pitch is high and rising, and the voice is loud, with a wide pitch range.",
+                   high_rising_loud)
+    assert verdicts(claims) == [("pitch_level", "high", False, "supported"),
+                                ("contour", "rising", False, "supported"),
+                                ("loudness", "loud", False, "supported"),
+                                ("pitch_range", "wide", False, "supported")]
+    assert claims[0].measured.startswith("median 3") and "(high)" in claims[0].measured
+    assert agreement(claims) == 1.0
+
+
+def test_the_same_claims_are_contradicted_by_a_low_flat_soft_voice(low_flat_soft):
+    claims = check("A high-pitched, loud voice with a rising intonation and wide range.", low_flat_soft)
+    assert [c.verdict for c in claims] == ["contradicted"] * 4
+    assert [c.text for c in claims] == ["high-pitched", "loud", "rising intonation", "wide range"]
+    assert agreement(claims) == 0.0
+    ok = check("The speaker has a deep voice, speaks softly and in a monotone.", low_flat_soft)
+    assert verdicts(ok) == [("pitch_level", "low", False, "supported"),
+                            ("loudness", "soft", False, "supported"),
+                            ("pitch_range", "narrow", False, "supported")]
+
+
+def test_negation_flips_the_claim(high_rising_loud, low_flat_soft):
+    [c] = check("The voice is not loud at all.", low_flat_soft)
+    assert c.negated and c.verdict == "supported"
+    [c] = check("The voice is not loud at all.", high_rising_loud)
+    assert c.negated and c.verdict == "contradicted"
+
+
+def test_pauses(paused, high_rising_loud):
+    assert verdicts(check("There is a long pause in the middle.", paused)) == \
+        [("pauses", "present", False, "supported")]
+    assert check("She speaks without pauses.", paused)[0].verdict == "contradicted"
+    assert check("She speaks without pauses.", high_rising_loud)[0].verdict == "supported"
+    [c] = check("There are no pauses.", paused)
+    assert c.negated and c.verdict == "contradicted" and c.measured.startswith("1 pause")
+
+
+def test_voice_quality_claims(low_flat_soft):
+    rng = np.random.default_rng(0)
+    x = synth.harmonic(150, 2.0, syllable_hz=4.0)
+    noisy = report_of(x + (0.15 * rng.standard_normal(len(x))).astype(np.float32))  # SNR ~2 dB
+    assert check("a breathy, hoarse quality", noisy)[0].verdict == "supported"
+    assert check("a breathy, hoarse quality", low_flat_soft)[0].verdict == "contradicted"
+    [t] = check("her voice is trembling", low_flat_soft)
+    assert t.value == "trembling" and t.verdict == "contradicted" and "jitter" in t.measured
+    whisper = report_of((0.05 * rng.standard_normal(32000)).astype(np.float32))
+    assert check("She is whispering.", whisper)[0].verdict == "supported"
+    assert check("She is whispering.", low_flat_soft)[0].verdict == "contradicted"
+
+
+def test_silence_leaves_claims_unmeasured():
+    silent = report_of(np.zeros(32000, np.float32))
+    claims = check("high pitch, loud, fast pace, rising intonation, trembling", silent)
+    assert [c.verdict for c in claims] == ["not measured"] * 5
+    assert agreement(claims) is None
+
+
+def test_lexicon_matching_details():
+    text = "A fast pace. The high-pitched voice; loudness is high. Speaks quickly, rapidly."
+    found = [(a, v, text[s:e]) for a, v, s, e, _ in find_claims(text)]
+    assert found == [("pace", "fast", "fast pace"), ("pitch_level", "high", "high-pitched"),
+                     ("loudness", "loud", "loudness is high"), ("pace", "fast", "quickly"),
+                     ("pace", "fast", "rapidly")]
+    assert find_claims("The emotion is happy; the words are about a picnic.") == []
+    assert find_claims("LOUD and Rising Intonation")[0][:2] == ("loudness", "loud")
+
+
+def test_claims_serialise():
+    report = report_of(synth.harmonic(150, 1.0, syllable_hz=4.0))
+    d = check("loud", report)[0].to_dict()
+    assert set(d) == {"text", "start", "end", "attribute", "value", "negated", "verdict", "measured"}
