@@ -124,11 +124,11 @@ class Reasoner:
             parser, decoder = StreamParser(), _IncrementalDecoder(self.tokenizer)
             ids: list[int] = []
             t_first = t_last = None
-            for token in self._tokens(worker):
+            for batch in self._tokens(worker):  # all the tokens that arrived since the last look
                 t_last = time.perf_counter()
                 t_first = t_first or t_last
-                ids.append(token)
-                for segment in parser.feed(decoder.push(token)):
+                ids.extend(batch)
+                for segment in parser.feed(decoder.push(batch)):
                     yield TextDelta(segment.kind, segment.text)
             for segment in parser.feed(decoder.flush()) + parser.finish():
                 yield TextDelta(segment.kind, segment.text)
@@ -221,19 +221,29 @@ class Reasoner:
         return worker
 
     @staticmethod
-    def _tokens(worker: _Worker) -> Iterator[int]:
+    def _tokens(worker: _Worker) -> Iterator[list[int]]:
+        """Lists of token ids: everything queued at each look, so that a consumer which falls
+        behind decodes several tokens at once instead of competing with the worker per token."""
         while True:
             try:
-                item = worker.tokens.get(timeout=POLL_S)
+                items = [worker.tokens.get(timeout=POLL_S)]
             except queue.Empty:
                 if not worker.thread.is_alive() and worker.tokens.empty():
                     raise GenerationError("the generation worker died without a word") from None
                 continue
-            if item is _END:
+            while True:
+                try:
+                    items.append(worker.tokens.get_nowait())
+                except queue.Empty:
+                    break
+            ended = items[-1] is _END
+            tokens = [i for i in items if i is not _END]
+            if tokens:
+                yield tokens
+            if ended:
                 if worker.error is not None:
                     raise GenerationError(f"generation failed: {worker.error}") from worker.error
                 return
-            yield item
 
 
 class _IncrementalDecoder:
@@ -244,8 +254,8 @@ class _IncrementalDecoder:
         self.tokenizer, self.ids, self.text = tokenizer, [], ""
         self.prefix_offset = self.read_offset = 0
 
-    def push(self, token: int) -> str:
-        self.ids.append(token)
+    def push(self, tokens: list[int]) -> str:
+        self.ids.extend(tokens)
         return self._advance(final=False)
 
     def flush(self) -> str:

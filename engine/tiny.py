@@ -86,7 +86,9 @@ def thinker_config(tokenizer, full_size: bool = False):
                                 "mrope_section": [16, 24, 24] if full_size else [4, 2, 2]},
             "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
     audio: dict = {"num_mel_bins": 128, "n_window": 100, "max_source_positions": 1500}
-    vision: dict = {}
+    # Qwen2.5-Omni-7B's vision encoder (the loader skips its blocks; the checkpoint holds them)
+    vision: dict = {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16,
+                    "out_hidden_size": 3584, "fullatt_block_indexes": [7, 15, 23, 31]}
     if not full_size:
         text.update(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192)

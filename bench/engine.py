@@ -1,0 +1,193 @@
+"""Benchmark: the reasoning engine's load time, warm-up, memory, time to first token and decode speed.
+
+    python bench/engine.py                              # tiny random model on this CPU
+    python bench/engine.py --full-size --dir /data/et7b # 7B-shaped random model (CUDA; ~18 GB disk)
+    python bench/engine.py --model DIR --quants nf4 bf16 --seconds 5 10 30 --new-tokens 256
+
+For each quantisation (nf4, nf4 with the audio encoder quantised too, bf16; fp32 as well on a CPU)
+it loads the model through `engine.model.load_model` (the users' path), warms it up, then streams
+the reasoning for 5, 10 and 30 s clips and prints what a user sees: time to first token (feature
+extraction + prefill), decode tokens per second as they arrive in the stream, the time to score
+the nine labels, and peak memory (GPU: torch's peak allocation; CPU: the process's peak RSS,
+which only grows, so read the first row per quantisation). Random weights: speed and memory do not
+depend on weight values. It also prints the audio front end's time with and without the stock
+300 s padding, and the 7B thinker's weight memory per quantisation (counted on the meta device).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engine import synth  # noqa: E402
+from engine.audio import from_array  # noqa: E402
+
+NF4_BYTES_PER_WEIGHT = 0.5 + (8 / 64 + 32 / (64 * 256)) / 8  # 4 bits + double-quantised absmax
+
+
+def peak_memory_gib(device: str) -> float:
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+
+
+def feature_times() -> None:
+    from engine.features import log_mel
+    from transformers import WhisperFeatureExtractor
+
+    fe = WhisperFeatureExtractor(feature_size=128, chunk_length=300, return_attention_mask=True)
+    x = synth.harmonic(150, 30.0, syllable_hz=4.0)
+    stock = statistics.median(_time(lambda: fe(x, sampling_rate=16000, padding="max_length",
+                                                return_attention_mask=True), 5))
+    ours = statistics.median(_time(lambda: log_mel(fe, x), 5))
+    print(f"audio front end, 30 s clip: stock (padded to 300 s) {stock * 1000:.0f} ms, "
+          f"real length {ours * 1000:.1f} ms")
+
+
+def weight_table() -> None:
+    import torch
+    from transformers.models.qwen2_5_omni import Qwen2_5OmniThinkerForConditionalGeneration
+
+    from engine.tiny import build_tokenizer, thinker_config
+
+    cfg = thinker_config(build_tokenizer(tempfile.mkdtemp()), full_size=True)
+    cfg.vision_config.depth = 0  # as engine.model loads it
+    with torch.device("meta"):
+        model = Qwen2_5OmniThinkerForConditionalGeneration._from_config(cfg, dtype=torch.bfloat16)
+    parts = {"audio_tower": [0, 0], "model": [0, 0], "lm_head": [0, 0]}
+    for name, module in model.named_modules():
+        top = "model" if name.startswith("model") else name.split(".")[0]
+        if top not in parts:
+            continue
+        for pname, p in module.named_parameters(recurse=False):
+            linear = isinstance(module, torch.nn.Linear) and pname == "weight"
+            parts[top][1 if linear else 0] += p.numel()
+    gib = lambda b: b / 2**30  # noqa: E731
+    bf16 = sum(2 * (a + b) for a, b in parts.values())
+    def nf4(quantize_audio: bool) -> float:
+        total = 0.0
+        for name, (other, linear) in parts.items():
+            quantized = name == "model" or (name == "audio_tower" and quantize_audio)
+            total += 2 * other + (NF4_BYTES_PER_WEIGHT if quantized else 2) * linear
+        return total
+    print("7B thinker weights (vision blocks skipped): "
+          f"bf16 {gib(bf16):.2f} GiB, nf4 {gib(nf4(False)):.2f} GiB (audio encoder 16-bit), "
+          f"nf4 {gib(nf4(True)):.2f} GiB (audio encoder nf4)")
+
+
+def bench_quant(path: str, quant: str, quantize_audio: bool, seconds: list[float], new_tokens: int,
+                repeats: int, device: str) -> None:
+    import torch
+
+    from engine.model import load_model
+    from engine.reasoner import Done, Reasoner
+
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    label = quant + ("+audio" if quantize_audio else "")
+    t0 = time.perf_counter()
+    loaded = load_model(path, quant=quant, device=device, quantize_audio_encoder=quantize_audio)
+    load_s = time.perf_counter() - t0
+    reasoner = Reasoner(loaded)
+    warm_s = reasoner.warmup()
+    size = (f"{loaded.weights_gib:.2f} GiB" if loaded.weights_gib >= 1
+            else f"{loaded.weights_gib * 1024:.1f} MiB")
+    print(f"{label:>10} | load {load_s:6.1f} s | warm-up {warm_s:5.1f} s | weights {size}")
+    for s in seconds:
+        clip = from_array(synth.speechlike(s), 16000, max_seconds=s + 1)
+        runs = []
+        for _ in range(repeats):
+            done = [e for e in reasoner.stream(clip, max_new_tokens=new_tokens)
+                    if isinstance(e, Done)][0]
+            runs.append(done)
+        ttft = statistics.median(d.ttft_s for d in runs)
+        tps = statistics.median(d.tok_per_s for d in runs)
+        score = statistics.median(d.score_s for d in runs)
+        print(f"{'':>10} | {s:4.0f} s clip | TTFT {ttft * 1000:7.1f} ms | decode {tps:7.1f} tok/s "
+              f"({runs[0].n_tokens} tokens) | scores {score * 1000:6.1f} ms | "
+              f"peak {peak_memory_gib(device):5.2f} GiB", flush=True)
+    if quant == "nf4" and not quantize_audio:
+        bare = bare_generate_tok_per_s(reasoner, clip, new_tokens)
+        print(f"{'':>10} | plain generate() without streaming: {bare:7.1f} tok/s")
+    del reasoner, loaded
+
+
+def bare_generate_tok_per_s(reasoner, clip, new_tokens: int) -> float:
+    """Decode speed of a plain `generate` call (no streamer), for comparison with the stream:
+    (new_tokens - 1) over the time after a 1-token call's (prefill) time."""
+    import torch
+
+    inputs = reasoner.inputs(clip)
+    def gen(n):
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            out = reasoner.model.generate(**inputs, max_new_tokens=n, min_new_tokens=n,
+                                          do_sample=False, suppress_tokens=reasoner.suppressed)
+        return time.perf_counter() - t0, out.shape[1] - inputs["input_ids"].shape[1]
+    prefill, _ = gen(1)
+    total, n = gen(new_tokens)
+    return (n - 1) / max(total - prefill, 1e-9)
+
+
+def _time(fn, n):
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def main() -> None:
+    import torch
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", help="checkpoint directory (default: build a random one)")
+    ap.add_argument("--full-size", action="store_true", help="build the 7B-shaped random model")
+    ap.add_argument("--dir", help="where to build it (default: a temporary directory)")
+    ap.add_argument("--quants", nargs="+", default=None,
+                    help="from nf4, nf4+audio, int8, bf16, fp32 (default: nf4 nf4+audio bf16 "
+                         "(+ fp32 on CPU))")
+    ap.add_argument("--seconds", type=float, nargs="+", default=[5, 10, 30])
+    ap.add_argument("--new-tokens", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    device = ("cuda:0" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    quants = args.quants or (["nf4", "nf4+audio", "bf16"] + ([] if device.startswith("cuda") else ["fp32"]))
+    path = args.model
+    if path is None:
+        from engine.tiny import build
+
+        target = Path(args.dir or tempfile.mkdtemp())
+        kind = "7B-shaped" if args.full_size else "tiny"
+        if not (target / "config.json").exists():
+            t0 = time.perf_counter()
+            build(target, full_size=args.full_size)
+            print(f"built a {kind} random checkpoint in {time.perf_counter() - t0:.0f} s")
+        path = str(target)
+    name = torch.cuda.get_device_name(0) if device.startswith("cuda") else "CPU"
+    print(f"engine benchmark: {path} on {device} ({name}), torch {torch.__version__}, "
+          f"{args.new_tokens} new tokens, greedy, median of {args.repeats}")
+    feature_times()
+    weight_table()
+    for q in quants:
+        bench_quant(path, q.split("+")[0], q.endswith("+audio"), args.seconds, args.new_tokens,
+                    args.repeats, device)
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
