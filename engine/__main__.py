@@ -2,7 +2,8 @@
 
     python -m engine analyze FILE [FILE ...] [--json] [--gender male|female] [--no-contours]
     python -m engine analyze FILE --model SRC [--quant Q] [--device D] [--max-new-tokens N] [--json]
-    python -m engine manipulate IN OUT [--pitch-shift ST] [--pitch-range X] [--tempo X] [--gain-db DB]
+    python -m engine manipulate IN OUT [--pitch-shift ST] [--pitch-range X] [--tilt ST] [--tempo X]
+                                       [--gain-db DB]
 
 `analyze` prints a plain-language summary per file; with `--json`, exactly one JSON object per
 file per line (a public contract other tools parse):
@@ -152,7 +153,7 @@ def cmd_manipulate(args: argparse.Namespace) -> int:
     try:
         clip = load_audio(args.input, max_seconds=args.max_seconds)
         out = manipulate(clip, pitch_shift_st=args.pitch_shift, pitch_range=args.pitch_range,
-                         tempo=args.tempo, gain_db=args.gain_db)
+                         tempo=args.tempo, gain_db=args.gain_db, tilt_st=args.tilt)
         write_wav(args.output, out)
     except ValueError as exc:
         print(f"{args.input}: error: {exc}", file=sys.stderr)
@@ -200,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--pitch-shift", type=float, default=0.0, metavar="ST", help="semitones")
     m.add_argument("--pitch-range", type=float, default=1.0, metavar="X",
                    help="scale the pitch range about the median: 0 flat, 1 unchanged")
+    m.add_argument("--tilt", type=float, default=0.0, metavar="ST",
+                   help="add a rise (positive) or fall (negative) of ST semitones, start to end")
     m.add_argument("--tempo", type=float, default=1.0, metavar="X", help="speed factor, 2 = twice as fast")
     m.add_argument("--gain-db", type=float, default=0.0, metavar="DB")
     m.add_argument("--max-seconds", type=float, default=MAX_SECONDS)
@@ -209,7 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except BrokenPipeError:  # `... | head`: the reader left; stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

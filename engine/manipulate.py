@@ -6,13 +6,15 @@ tier, re-synthesised by overlap-add), so the voice stays the speaker's own:
     from engine.manipulate import manipulate
     higher = manipulate(clip, pitch_shift_st=4)          # +4 semitones
     monotone = manipulate(clip, pitch_range=0.0)         # every pitch point at the median
+    question = manipulate(clip, tilt_st=8)               # a rise of 8 st from start to end
     faster = manipulate(clip, tempo=1.25, gain_db=-6)    # 1.25x as fast, 6 dB softer
 
     python -m engine manipulate IN.wav OUT.wav --pitch-shift 4 --tempo 1.25
 
 Order of operations: the range is scaled about the speaker's median F0 (in the log domain, so
-range 0.5 halves the semitone spread), then the contour is shifted, the time axis rescaled, and
-the gain applied. This powers the app's prosody lab and the comparative-prosody training data.
+range 0.5 halves the semitone spread), a tilt adds a straight line in semitones across the clip
+(from -tilt/2 to +tilt/2: positive rises, negative falls), then the contour is shifted, the time
+axis rescaled, and the gain applied. This powers the app's prosody lab and the comparative-prosody training data.
 """
 
 from __future__ import annotations
@@ -27,22 +29,25 @@ from engine.pitch import FRAME_STEP_S, SECOND_PASS, frame_times, track_pitch
 SHIFT_LIMIT_ST = 24.0  # two octaves either way: beyond that PSOLA sounds like a different creature
 RANGE_LIMITS = (0.0, 4.0)  # 0 = monotone, 1 = unchanged, 4 = four times the semitone spread
 TEMPO_LIMITS = (0.25, 4.0)  # playback speed factor: 2 = twice as fast
+TILT_LIMIT_ST = 24.0  # start-to-end slope added to the contour
 GAIN_LIMIT_DB = 60.0
 
 
 def manipulate(clip: Clip, pitch_shift_st: float = 0.0, pitch_range: float = 1.0,
-               tempo: float = 1.0, gain_db: float = 0.0) -> Clip:
+               tempo: float = 1.0, gain_db: float = 0.0, tilt_st: float = 0.0) -> Clip:
     """Re-synthesise `clip` with its F0 shifted by `pitch_shift_st` semitones, its pitch range
-    scaled by `pitch_range` about the median, its tempo multiplied by `tempo` (duration divided)
-    and its level changed by `gain_db`. Raises `ValueError` for settings out of range and
-    `AudioError` when the pitch is to change but the clip has no voiced speech."""
+    scaled by `pitch_range` about the median, a rise (or fall) of `tilt_st` semitones added from
+    start to end, its tempo multiplied by `tempo` (duration divided) and its level changed by
+    `gain_db`. Raises `ValueError` for settings out of range and `AudioError` when the pitch is
+    to change but the clip has no voiced speech."""
     _check("pitch_shift_st", pitch_shift_st, -SHIFT_LIMIT_ST, SHIFT_LIMIT_ST)
+    _check("tilt_st", tilt_st, -TILT_LIMIT_ST, TILT_LIMIT_ST)
     _check("pitch_range", pitch_range, *RANGE_LIMITS)
     _check("tempo", tempo, *TEMPO_LIMITS)
     _check("gain_db", gain_db, -GAIN_LIMIT_DB, GAIN_LIMIT_DB)
     x = clip.samples
-    if pitch_shift_st != 0.0 or pitch_range != 1.0 or tempo != 1.0:
-        x = _psola(clip, pitch_shift_st, pitch_range, tempo)
+    if pitch_shift_st != 0.0 or pitch_range != 1.0 or tempo != 1.0 or tilt_st != 0.0:
+        x = _psola(clip, pitch_shift_st, pitch_range, tempo, tilt_st)
     if gain_db != 0.0:
         x = x * np.float32(10.0 ** (gain_db / 20.0))
     name = f"{clip.source} (manipulated)" if clip.source else None
@@ -51,14 +56,18 @@ def manipulate(clip: Clip, pitch_shift_st: float = 0.0, pitch_range: float = 1.0
                       min_seconds=0.0, source=name)
 
 
-def _psola(clip: Clip, shift_st: float, range_factor: float, tempo: float) -> np.ndarray:
+def _psola(clip: Clip, shift_st: float, range_factor: float, tempo: float,
+           tilt_st: float) -> np.ndarray:
     import parselmouth
     from parselmouth.praat import call
 
-    track = track_pitch(clip.samples, clip.sample_rate_hz, frame_times(clip.duration_s))
-    voiced = track.f0_hz[np.isfinite(track.f0_hz)]
+    times = frame_times(clip.duration_s)
+    track = track_pitch(clip.samples, clip.sample_rate_hz, times)
+    is_voiced = np.isfinite(track.f0_hz)
+    voiced = track.f0_hz[is_voiced]
+    pitch_change = shift_st != 0.0 or range_factor != 1.0 or tilt_st != 0.0
     if voiced.size < 3:
-        if shift_st != 0.0 or range_factor != 1.0:
+        if pitch_change:
             raise AudioError("the clip has no voiced speech, so there is no pitch to change")
         floor, ceiling = 75.0, 600.0  # Praat's defaults; only the time axis changes
     else:
@@ -67,10 +76,14 @@ def _psola(clip: Clip, shift_st: float, range_factor: float, tempo: float) -> np
         ceiling = max(SECOND_PASS[1] * median, float(voiced.max()) * 1.1)
     sound = parselmouth.Sound(clip.samples.astype(np.float64), clip.sample_rate_hz)
     manipulation = call(sound, "To Manipulation", FRAME_STEP_S, floor, ceiling)
-    if shift_st != 0.0 or range_factor != 1.0:
+    if pitch_change:
         tier = call(manipulation, "Extract pitch tier")
         if range_factor != 1.0:
             call(tier, "Formula", f"{median!r} * (self / {median!r}) ^ {float(range_factor)!r}")
+        if tilt_st != 0.0:
+            first, last = (float(t) for t in times[is_voiced][[0, -1]])
+            call(tier, "Formula", f"self * 2 ^ ({float(tilt_st)!r} * ((x - {first!r}) / "
+                                  f"{max(last - first, 1e-3)!r} - 0.5) / 12)")
         if shift_st != 0.0:
             call(tier, "Shift frequencies", sound.xmin, sound.xmax, float(shift_st), "semitones")
         call([tier, manipulation], "Replace pitch tier")

@@ -80,3 +80,12 @@ def test_settings_out_of_range_are_rejected(kw):
     clip = from_array(synth.harmonic(150, 1.0), 16000)
     with pytest.raises(ValueError, match=next(iter(kw))):
         manipulate(clip, **kw)
+
+
+@pytest.mark.parametrize("tilt,label", [(10.0, "rising"), (-10.0, "falling")])
+def test_tilt_turns_a_level_contour_into_a_rise_or_a_fall(tilt, label):
+    level = from_array(synth.harmonic(150, 2.0, syllable_hz=4.0), 16000)
+    out = analyze(manipulate(level, tilt_st=tilt))
+    assert analyze(level).intonation.label == "flat"
+    assert out.intonation.label == label
+    assert out.intonation.delta_st == pytest.approx(tilt * 0.75, abs=1.5)  # quarter medians

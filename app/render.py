@@ -1,0 +1,56 @@
+"""Words on the screen: the prosody summary, the model's status, the reasoning, the claims."""
+
+from __future__ import annotations
+
+import html
+
+from engine.audio import Clip
+from engine.describe import describe
+from engine.prosody import ProsodyReport
+
+VERDICT_MARK = {"supported": "✅ supported", "contradicted": "❌ contradicted",
+                "not measured": "➖ not measured"}
+STATE_MARK = {"loading": "⏳", "ready": "🟢", "unavailable": "🔴", "off": "⚪"}
+
+
+def summary_markdown(report: ProsodyReport, clip: Clip) -> str:
+    """The plain-language prosody summary, with facts about the recording."""
+    notes = []
+    if clip.clipped:
+        notes.append("the recording is clipped (too loud for the microphone)")
+    if clip.silent:
+        notes.append("the recording is silent")
+    if clip.source_channels > 1:
+        notes.append(f"{clip.source_channels} channels mixed to mono")
+    head = f"**{clip.duration_s:.1f} s** at {clip.source_rate_hz} Hz"
+    body = "\n".join(f"- {line}" for line in describe(report))
+    tail = f"\n\n_Note: {'; '.join(notes)}._" if notes else ""
+    return f"{head}\n\n{body}{tail}"
+
+
+def status_markdown(state: str, message: str) -> str:
+    words = {"loading": "Loading the model", "ready": "Model ready",
+             "unavailable": "Model unavailable — prosody still works", "off": "Prosody only"}
+    return f"{STATE_MARK.get(state, '')} **{words.get(state, state)}:** {html.escape(message)}"
+
+
+def reasoning_markdown(think: str, answer: str | None = None, waiting: int | None = None) -> str:
+    if waiting is not None:
+        return f"_Waiting for the model: {waiting} request(s) in line…_"
+    text = html.escape(think.strip()) or "_…_"
+    if answer is not None:
+        text += f"\n\n**Answer:** {html.escape(answer)}"
+    return text
+
+
+def claims_markdown(claims: list) -> str:
+    if not claims:
+        return "_The reasoning makes no prosodic claim that can be checked._"
+    rows = ["| the reasoning says | verdict | measured |", "| --- | --- | --- |"]
+    for c in claims:
+        said = ("not " if c.negated else "") + f"“{html.escape(c.text)}”"
+        rows.append(f"| {said} | {VERDICT_MARK[c.verdict]} | {html.escape(c.measured)} |")
+    checked = [c for c in claims if c.verdict != "not measured"]
+    share = (f"\n\n{sum(c.verdict == 'supported' for c in checked)} of {len(checked)} checkable "
+             "claims agree with the measurements." if checked else "")
+    return "\n".join(rows) + share

@@ -1,0 +1,111 @@
+"""The model behind the app: loaded in the background, shared by all users, one clip at a time.
+
+`ModelService` starts loading at once in a thread, so the page is up in seconds and everything
+that does not need the model works meanwhile. Its `status()` says loading / ready / unavailable
+(with the reason and the fix). `reason(...)` streams one clip's reasoning; requests beyond the one
+being served wait their turn, at most `queue_size` of them (then a clear "busy" error), and a
+waiting request reports its place in the line. Prosody never goes through here, so it never waits
+behind the model.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+from engine.audio import Clip
+
+
+@dataclass(frozen=True)
+class Waiting:
+    position: int  # 1 = next
+
+
+class Busy(RuntimeError):
+    """Too many requests are already waiting for the model."""
+
+
+class ModelService:
+    def __init__(self, source: str, quant: str = "auto", device: str = "auto",
+                 queue_size: int = 8, enabled: bool = True) -> None:
+        self.source, self.quant, self.device, self.queue_size = source, quant, device, queue_size
+        self.state = "loading" if enabled else "off"
+        self.message = "starting" if enabled else "prosody only (started with --no-model)"
+        self.reasoner = None
+        self._waiting = 0
+        self._count = threading.Lock()
+        self._thread = None
+        if enabled:
+            self._thread = threading.Thread(target=self._load, name="model-loader", daemon=True)
+            self._thread.start()
+
+    def status(self) -> tuple[str, str]:
+        """(state, message): state is loading, ready, unavailable or off."""
+        return self.state, self.message
+
+    def wait_until_settled(self, timeout: float | None = None) -> str:
+        """Block until loading ends (for tests and scripts); returns the state."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.state
+
+    def reason(self, clip: Clip, stop: threading.Event, **options) -> Iterator[object]:
+        """Yield Waiting(position) while in line, then the Reasoner's events for `clip`."""
+        from engine.reasoner import ReasonerBusy
+
+        if self.reasoner is None:
+            raise RuntimeError(f"the model is {self.state}: {self.message}")
+        with self._count:
+            if self._waiting >= self.queue_size:
+                raise Busy(f"the model is busy ({self._waiting} requests are waiting); "
+                           "try again in a minute")
+            self._waiting += 1
+        in_line = True
+        try:
+            while not stop.is_set():
+                stream = self.reasoner.stream(clip, stop=stop, wait_s=0.5, **options)
+                try:
+                    first = next(stream)  # takes the model's lock, or raises ReasonerBusy
+                except ReasonerBusy:
+                    yield Waiting(self._waiting)
+                    continue
+                with self._count:
+                    self._waiting -= 1
+                in_line = False
+                try:
+                    yield first
+                    yield from stream
+                finally:
+                    stream.close()  # a consumer that went away frees the model at once
+                return
+        finally:
+            if in_line:
+                with self._count:
+                    self._waiting -= 1
+
+    def _load(self) -> None:
+        from engine.model import ModelUnavailable, load_model
+        from engine.reasoner import Reasoner
+
+        start = time.perf_counter()
+        try:
+            loaded = load_model(self.source, quant=self.quant, device=self.device,
+                                progress=self._progress)
+            self._progress("warming up")
+            reasoner = Reasoner(loaded)
+            warm = reasoner.warmup()
+        except ModelUnavailable as exc:
+            self.state, self.message = "unavailable", str(exc)
+            return
+        except Exception as exc:  # any failure must leave the app serving prosody
+            self.state, self.message = "unavailable", f"{type(exc).__name__}: {exc}"
+            return
+        self.reasoner = reasoner
+        self.state = "ready"
+        self.message = (f"{loaded.describe()}; loaded in {loaded.load_s:.0f} s, warm-up "
+                        f"{warm:.1f} s (total {time.perf_counter() - start:.0f} s)")
+
+    def _progress(self, message: str) -> None:
+        self.message = message
