@@ -70,12 +70,12 @@ def overlay_figure(items: list[tuple[str, ProsodyReport]], normalise_time: bool 
     fig = go.Figure()
     for i, (name, report) in enumerate(items):
         c = report.contours
-        t = c.time_s
-        if normalise_time and c.speech.any():
+        t, y = c.time_s, (c.f0_st if unit == "st" else c.f0_hz)
+        if normalise_time and c.speech.any():  # the speech, from its first to its last frame
             idx = np.flatnonzero(c.speech)
+            span = slice(idx[0], idx[-1] + 1)
             t0, t1 = t[idx[0]], t[idx[-1]]
-            t = (t - t0) / max(t1 - t0, 1e-6)
-        y = c.f0_st if unit == "st" else c.f0_hz
+            t, y = (t[span] - t0) / max(t1 - t0, 1e-6), y[span]
         fig.add_trace(go.Scatter(x=t, y=_gaps(y), mode="lines", name=f"{name}: {_headline(report)}",
                                  line={"color": PALETTE[i % len(PALETTE)], "width": 2.5},
                                  connectgaps=False,

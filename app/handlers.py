@@ -1,0 +1,155 @@
+"""What the buttons do. Each handler takes component values and returns component values; none
+holds model or signal-processing code (that is engine/). Errors a user can fix become gr.Error
+with the reason in words; the app keeps serving everyone else."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import gradio as gr
+import numpy as np
+
+from app import figures, render
+from app.service import Busy, ModelService, Waiting
+from engine.audio import AudioError, Clip, from_array, load_audio
+from engine.grounding import check
+from engine.prosody import ProsodyReport, analyze
+from engine.reasoner import Answer, Done, GenerationError, TextDelta
+
+STREAM_EVERY_S = 0.05  # coalesce token updates: ~20 screen updates a second
+LIVE_WINDOW_S = 4.0  # the tuner shows the last seconds of the microphone
+ZEROGPU_SECONDS = 180  # GPU time asked of ZeroGPU per reasoning request
+
+
+class Handlers:
+    def __init__(self, service: ModelService, max_seconds: float) -> None:
+        self.service, self.max_seconds = service, max_seconds
+        self._stops: dict[str, threading.Event] = {}  # session -> its stop button's event
+        try:  # on a ZeroGPU Space, the GPU is attached for the duration of each reasoning call
+            import spaces
+
+            self.reason = spaces.GPU(duration=ZEROGPU_SECONDS)(self.reason)
+        except ImportError:
+            pass
+
+    # --- prosody ---------------------------------------------------------------------------
+
+    def prosody(self, audio_path, unit="Hz"):
+        """A clip arrived: its contours and summary, at once."""
+        if not audio_path:
+            return None, "_Record or upload a clip to see how it was said._", None
+        clip, report = self._measure(audio_path)
+        return (figures.prosody_figure(report, clip, unit=unit),
+                render.summary_markdown(report, clip), report.to_dict(contours=False))
+
+    def compare(self, path_a, path_b):
+        """Two clips side by side: contours on a time-normalised axis and two summaries."""
+        if not path_a or not path_b:
+            raise gr.Error("Give two clips to compare.")
+        (clip_a, a), (clip_b, b) = self._measure(path_a), self._measure(path_b)
+        fig = figures.overlay_figure([("A", a), ("B", b)], normalise_time=True)
+        return fig, render.summary_markdown(a, clip_a), render.summary_markdown(b, clip_b)
+
+    def manipulate(self, audio_path, shift_st, pitch_range, tilt_st, tempo, gain_db):
+        """The prosody lab: the clip re-synthesised with changed prosody, contours overlaid."""
+        from engine.manipulate import manipulate
+
+        if not audio_path:
+            raise gr.Error("Record or upload a clip on the Analyse tab first.")
+        clip, report = self._measure(audio_path)
+        try:
+            changed = manipulate(clip, pitch_shift_st=shift_st, pitch_range=pitch_range,
+                                 tilt_st=tilt_st, tempo=tempo, gain_db=gain_db)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        fig = figures.overlay_figure([("original", report), ("changed", analyze(changed))])
+        audio = (changed.sample_rate_hz, np.clip(changed.samples, -1, 1))
+        return audio, fig
+
+    def live_pitch(self, state, chunk):
+        """The tuner: append a microphone chunk and redraw the last seconds' pitch."""
+        from engine.pitch import frame_times, track_pitch
+
+        if chunk is None:
+            return gr.skip(), state
+        sr, data = chunk
+        x = from_array(np.asarray(data), int(sr), min_seconds=0.0, max_seconds=3600).samples
+        kept = np.concatenate([state, x]) if state is not None else x
+        kept = kept[-int(self.max_seconds * 16000):]
+        window = kept[-int(LIVE_WINDOW_S * 16000):]
+        times = frame_times(len(window) / 16000)
+        f0 = track_pitch(window, 16000, times).f0_hz
+        offset = (len(kept) - len(window)) / 16000
+        return figures.live_figure(times + offset, f0), kept
+
+    @staticmethod
+    def live_done(state):
+        """Recording stopped: the whole take becomes the clip to analyse."""
+        if state is None or len(state) < 4000:
+            return gr.skip(), None
+        return (16000, state), None
+
+    # --- the model ------------------------------------------------------------------------
+
+    def status(self):
+        return render.status_markdown(*self.service.status())
+
+    def reason(self, audio_path, max_new_tokens, temperature, seed, request: gr.Request):
+        """Stream the model's reasoning, then its answer with nine confidences and the claims
+        checked against the measured prosody."""
+        if not audio_path:
+            raise gr.Error("Record or upload a clip first.")
+        state, message = self.service.status()
+        if state != "ready":
+            yield render.status_markdown(state, message), None, ""
+            return
+        clip, report = self._measure(audio_path)
+        stop = self._stop_event(request)
+        think, answer, last = "", None, 0.0
+        scores, claims = None, ""
+        try:
+            for event in self.service.reason(clip, stop, max_new_tokens=int(max_new_tokens),
+                                             temperature=float(temperature),
+                                             seed=None if seed in (None, "", -1) else int(seed)):
+                if isinstance(event, Waiting):
+                    yield render.reasoning_markdown("", waiting=event.position), None, ""
+                elif isinstance(event, TextDelta):
+                    if event.kind == "answer":
+                        answer = (answer or "") + event.text
+                    else:
+                        think += event.text
+                    if time.perf_counter() - last > STREAM_EVERY_S:
+                        last = time.perf_counter()
+                        yield render.reasoning_markdown(think, answer), gr.skip(), gr.skip()
+                elif isinstance(event, Answer):
+                    think, answer = event.think, event.raw or "(none given)"
+                    scores, claims = event.scores, render.claims_markdown(check(event.think, report))
+                    yield render.reasoning_markdown(think, answer), scores, claims
+                elif isinstance(event, Done):  # the last update carries every output
+                    footer = (f"\n\n<sub>{event.n_tokens} tokens, first after {event.ttft_s:.2f} s, "
+                              f"{event.tok_per_s:.1f} tok/s, ended by {event.stop_reason}</sub>")
+                    yield render.reasoning_markdown(think, answer) + footer, scores, claims
+        except Busy as exc:
+            raise gr.Error(str(exc)) from None
+        except GenerationError as exc:
+            raise gr.Error(f"The model failed on this clip: {exc}") from None
+        finally:
+            stop.clear()
+
+    def stop(self, request: gr.Request):
+        """The Stop button: ends this session's generation at the next token."""
+        self._stop_event(request).set()
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _measure(self, audio_path) -> tuple[Clip, ProsodyReport]:
+        try:
+            clip = load_audio(audio_path, max_seconds=self.max_seconds)
+        except AudioError as exc:
+            raise gr.Error(str(exc)) from None
+        return clip, analyze(clip)
+
+    def _stop_event(self, request: gr.Request | None) -> threading.Event:
+        key = getattr(request, "session_hash", None) or "anonymous"
+        return self._stops.setdefault(key, threading.Event())

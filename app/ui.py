@@ -1,0 +1,144 @@
+"""The screen: analyse a clip, play with its prosody, compare two clips. Reads like the page.
+
+    python app.py            # see app/settings.py for the flags and environment variables
+
+Named API endpoints (gradio_client): /prosody (clip -> figure, summary, measurements),
+/reason (clip, settings -> streamed reasoning, nine confidences, checked claims),
+/manipulate (clip, pitch shift, range, tilt, tempo, gain -> re-synthesised clip, overlay),
+/compare (two clips -> overlay, two summaries). Everything else is private.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from app.examples import EXAMPLE_DIR, example_paths
+from app.handlers import Handlers
+from app.service import ModelService
+from app.settings import Settings
+from engine.prompts import LABELS
+
+TITLE = "EmotionThinker, explained: how it was said, and what the model makes of it"
+INTRO = ("Speak or upload a clip. The plot shows **how** it was said — pitch and loudness as "
+         "Praat measures them — and the summary puts it in words. **Analyse** asks the "
+         "EmotionThinker model for the emotion: watch its reasoning, its confidence in each of "
+         f"the {len(LABELS)} emotions, and whether its prosodic claims match the measurements.")
+CSS = "#reasoning {max-height: 420px; overflow-y: auto} footer {display: none !important}"
+
+
+def build(settings: Settings, service: ModelService) -> gr.Blocks:
+    h = Handlers(service, settings.max_seconds)
+    with gr.Blocks(title="EmotionThinker, explained") as demo:
+        gr.Markdown(f"## {TITLE}\n{INTRO}")
+        status = gr.Markdown(h.status(), elem_id="status")
+        gr.Timer(1.0).tick(h.status, None, status, api_visibility="private", queue=False)
+
+        with gr.Tab("Analyse"):
+            with gr.Row():
+                with gr.Column(scale=2):
+                    audio = gr.Audio(sources=["microphone", "upload"], type="filepath",
+                                     label="Speak or upload a clip", elem_id="clip")
+                    gr.Examples(example_paths(), inputs=audio, label="Examples (one sentence, "
+                                "said several ways: see assets/examples)")
+                    with gr.Row():
+                        analyse = gr.Button("Analyse", variant="primary", elem_id="analyse")
+                        stop = gr.Button("Stop", variant="stop", elem_id="stop")
+                    with gr.Accordion("Generation settings", open=False):
+                        max_tokens = gr.Slider(32, 4096, value=1024, step=32, label="max new tokens")
+                        temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05,
+                                                label="temperature (0 = greedy)")
+                        seed = gr.Number(value=-1, precision=0, label="seed (-1 = random)")
+                    with gr.Accordion("Live pitch while you speak (prosody only)", open=False):
+                        live_mic = gr.Audio(sources=["microphone"], streaming=True,
+                                            label="Microphone (the take is analysed when you stop)")
+                        live_plot = gr.Plot(label="Live pitch")
+                        live_state = gr.State(None)
+                with gr.Column(scale=3):
+                    unit = gr.Radio(["Hz", "st"], value="Hz", label="pitch unit", scale=0)
+                    plot = gr.Plot(label="Pitch over the waveform, intensity below", elem_id="plot")
+                    summary = gr.Markdown("_Record or upload a clip to see how it was said._",
+                                          elem_id="summary")
+                    measurements = gr.JSON(label="Measurements", visible=False)
+            with gr.Row():
+                with gr.Column(scale=3):
+                    with gr.Accordion("Reasoning", open=True):
+                        reasoning = gr.Markdown(elem_id="reasoning")
+                with gr.Column(scale=2):
+                    label = gr.Label(num_top_classes=len(LABELS), label="Confidence for each emotion",
+                                     elem_id="label")
+                    claims = gr.Markdown(elem_id="claims")
+
+        with gr.Tab("Prosody lab"):
+            gr.Markdown("Change **how** the clip on the Analyse tab is said, hear it, see the "
+                        "contours side by side, and ask the model about the changed clip.")
+            with gr.Row():
+                shift = gr.Slider(-12, 12, value=0, step=0.5, label="pitch shift (semitones)")
+                prange = gr.Slider(0, 2.5, value=1, step=0.05, label="pitch range (x)")
+                tilt = gr.Slider(-12, 12, value=0, step=0.5, label="rise / fall (semitones)")
+                tempo = gr.Slider(0.5, 2.0, value=1, step=0.05, label="tempo (x)")
+                gain = gr.Slider(-20, 12, value=0, step=1, label="loudness (dB)")
+            resynth = gr.Button("Re-synthesise", variant="primary")
+            with gr.Row():
+                lab_audio = gr.Audio(label="Changed clip", type="filepath", interactive=False)
+                lab_plot = gr.Plot(label="Original and changed pitch")
+            lab_go = gr.Button("Ask the model about the changed clip")
+            with gr.Row():
+                lab_reasoning = gr.Markdown()
+                lab_label = gr.Label(num_top_classes=len(LABELS), label="Changed clip: confidence")
+                lab_claims = gr.Markdown()
+
+        with gr.Tab("Compare"):
+            gr.Markdown("Two clips — say, the same sentence said two ways — on one time-normalised axis.")
+            with gr.Row():
+                clip_a = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Clip A")
+                clip_b = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Clip B")
+            compare_btn = gr.Button("Compare", variant="primary")
+            compare_plot = gr.Plot(label="Pitch, time-normalised")
+            with gr.Row():
+                summary_a, summary_b = gr.Markdown(), gr.Markdown()
+            with gr.Row():
+                reason_a_btn, reason_b_btn = gr.Button("Ask the model about A"), gr.Button("Ask the model about B")
+            with gr.Row():
+                label_a = gr.Label(num_top_classes=len(LABELS), label="A: confidence")
+                label_b = gr.Label(num_top_classes=len(LABELS), label="B: confidence")
+            with gr.Row():
+                reasoning_a, reasoning_b = gr.Markdown(), gr.Markdown()
+            claims_a, claims_b = gr.State(""), gr.State("")
+
+        # --- wiring ----------------------------------------------------------------------------
+        prosody_io = dict(inputs=[audio, unit], outputs=[plot, summary, measurements])
+        audio.change(h.prosody, api_name="prosody", **prosody_io)
+        unit.change(h.prosody, api_visibility="private", **prosody_io)
+        settings_in = [max_tokens, temperature, seed]
+        reason_event = analyse.click(h.prosody, api_visibility="private", **prosody_io).then(
+            h.reason, [audio, *settings_in], [reasoning, label, claims], api_name="reason",
+            concurrency_limit=None)
+        stop.click(h.stop, None, None, cancels=[reason_event], api_visibility="private", queue=False)
+        live_mic.stream(h.live_pitch, [live_state, live_mic], [live_plot, live_state],
+                        stream_every=0.3, time_limit=int(settings.max_seconds),
+                        api_visibility="private", concurrency_limit=None)
+        live_mic.stop_recording(h.live_done, live_state, [audio, live_state], api_visibility="private")
+        resynth.click(h.manipulate, [audio, shift, prange, tilt, tempo, gain], [lab_audio, lab_plot],
+                      api_name="manipulate")
+        lab_go.click(h.reason, [lab_audio, *settings_in], [lab_reasoning, lab_label, lab_claims],
+                     api_visibility="private", concurrency_limit=None)
+        compare_btn.click(h.compare, [clip_a, clip_b], [compare_plot, summary_a, summary_b],
+                          api_name="compare")
+        reason_a_btn.click(h.reason, [clip_a, *settings_in], [reasoning_a, label_a, claims_a],
+                           api_visibility="private", concurrency_limit=None)
+        reason_b_btn.click(h.reason, [clip_b, *settings_in], [reasoning_b, label_b, claims_b],
+                           api_visibility="private", concurrency_limit=None)
+    return demo
+
+
+def launch(settings: Settings, *, block: bool = True):
+    """Start the model loading, build the page and serve it."""
+    service = ModelService(settings.model, settings.quant, settings.device,
+                           queue_size=settings.queue_size, enabled=not settings.no_model)
+    demo = build(settings, service)
+    demo.queue(default_concurrency_limit=8)
+    demo.launch(server_name=settings.host, server_port=settings.port, share=settings.share,
+                max_file_size=f"{settings.max_file_mb}mb", allowed_paths=[str(EXAMPLE_DIR)],
+                prevent_thread_lock=not block, css=CSS, theme=gr.themes.Soft(),
+                footer_links=["api"], show_error=True)
+    return demo, service

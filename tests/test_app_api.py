@@ -1,0 +1,143 @@
+"""The app served over HTTP on 127.0.0.1 with the tiny model, driven by gradio_client."""
+
+import json
+import socket
+import threading
+
+import numpy as np
+import plotly.io as pio
+import pytest
+import soundfile as sf
+
+from engine import synth
+from engine.audio import load_audio
+from engine.prosody import analyze
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_checkpoint):
+    from app.settings import parse
+    from app.ui import launch
+
+    port = free_port()
+    settings = parse(["--model", str(tiny_checkpoint), "--port", str(port), "--max-seconds", "8",
+                      "--max-file-mb", "2"])
+    demo, service = launch(settings, block=False)
+    assert service.wait_until_settled(120) == "ready", service.status()
+    yield f"http://127.0.0.1:{port}/", service
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    from gradio_client import Client
+
+    return Client(server[0], verbose=False)
+
+
+@pytest.fixture(scope="module")
+def clip_file(tmp_path_factory, espeak_sentence):
+    path = tmp_path_factory.mktemp("clips") / "sentence.wav"
+    sf.write(path, *espeak_sentence)
+    return path
+
+
+def traces(figure_output) -> dict:
+    fig = pio.from_json(figure_output["plot"])
+    return {t.name: t for t in fig.data}
+
+
+def values(data) -> np.ndarray:
+    """A trace's x or y: plotly sends numeric arrays base64-encoded, lists with gaps as lists."""
+    import base64
+
+    if isinstance(data, dict) and "bdata" in data:
+        return np.frombuffer(base64.b64decode(data["bdata"]), dtype=data["dtype"]).astype(float)
+    return np.array([np.nan if v is None else v for v in data], float)
+
+
+def test_prosody_endpoint_returns_the_measured_contours(client, clip_file):
+    from gradio_client import handle_file
+
+    fig, summary, measurements = client.predict(handle_file(str(clip_file)), "Hz", api_name="/prosody")
+    report = analyze(load_audio(clip_file))
+    t = traces(fig)
+    np.testing.assert_allclose(values(t["pitch"].y), report.contours.f0_hz, atol=0.01)  # gaps: NaN
+    np.testing.assert_allclose(values(t["intensity"].y), report.contours.intensity_db, atol=1e-6)
+    np.testing.assert_allclose(values(t["pitch"].x), report.contours.time_s, atol=1e-9)
+    assert measurements["pitch"]["median_hz"] == pytest.approx(report.pitch.median_hz, abs=1e-3)
+    assert "Pitch:" in summary and "Intonation:" in summary
+    assert report.intonation.label.replace("_", " ") in fig["plot"]  # annotated in the title
+
+
+def test_reason_endpoint_streams_then_answers_with_nine_scores(client, clip_file):
+    from gradio_client import handle_file
+
+    job = client.submit(handle_file(str(clip_file)), 48, 0.0, -1, api_name="/reason")
+    updates = list(job)
+    assert len(updates) >= 3  # reasoning arrives in pieces, then the answer, then the timing
+    reasoning, label, claims = job.outputs()[-1]
+    assert "48 tokens" in reasoning and "ended by length" in reasoning
+    confidences = {c["label"]: c["confidence"] for c in label["confidences"]}
+    assert len(confidences) == 9 and sum(confidences.values()) == pytest.approx(1.0, abs=1e-6)
+    assert isinstance(claims, str) and claims
+
+
+def test_a_bad_file_gets_an_error_and_the_next_request_works(client, tmp_path, clip_file):
+    from gradio_client import handle_file
+
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" * 10)
+    with pytest.raises(Exception, match="could not be read as audio"):
+        client.predict(handle_file(str(bad)), "Hz", api_name="/prosody")
+    long = tmp_path / "long.wav"
+    sf.write(long, synth.harmonic(150, 9.0), 16000)
+    with pytest.raises(Exception, match="the limit is 8 s"):
+        client.predict(handle_file(str(long)), "Hz", api_name="/prosody")
+    fig, summary, _ = client.predict(handle_file(str(clip_file)), "Hz", api_name="/prosody")
+    assert "Pitch:" in summary
+
+
+def test_uploads_over_the_size_limit_are_refused(client, tmp_path):
+    from gradio_client import handle_file
+
+    big = tmp_path / "big.wav"
+    sf.write(big, np.zeros(16000 * 70, np.float32), 16000, subtype="FLOAT")  # 4.5 MB > 2 MB
+    with pytest.raises(Exception):
+        client.predict(handle_file(str(big)), "Hz", api_name="/prosody")
+
+
+def test_manipulate_endpoint_resynthesises(client, clip_file):
+    from gradio_client import handle_file
+
+    audio_path, fig = client.predict(handle_file(str(clip_file)), 4.0, 1.0, 0.0, 1.25, 0.0,
+                                     api_name="/manipulate")
+    before, after = analyze(load_audio(clip_file)), analyze(load_audio(audio_path))
+    assert 12 * np.log2(after.pitch.median_hz / before.pitch.median_hz) == pytest.approx(4.0, abs=0.4)
+    assert load_audio(clip_file).duration_s / load_audio(audio_path).duration_s == pytest.approx(1.25, rel=0.02)
+    names = list(traces(fig))
+    assert len(names) == 2 and names[0].startswith("original") and names[1].startswith("changed")
+
+
+def test_compare_endpoint(client, clip_file):
+    from gradio_client import handle_file
+
+    example = "assets/examples/subdued.flac"
+    fig, a, b = client.predict(handle_file(str(clip_file)), handle_file(example), api_name="/compare")
+    names = list(traces(fig))
+    assert len(names) == 2 and names[0].startswith("A:") and names[1].startswith("B:")
+    assert "Pitch:" in a and "Pitch:" in b
+    xs = [values(t.x) for t in traces(fig).values()]
+    assert all(-0.1 < x.min() and x.max() < 1.1 for x in xs)  # time-normalised
+
+
+def test_only_the_named_endpoints_are_public(client):
+    api = client.view_api(return_format="dict", print_info=False)
+    assert set(api["named_endpoints"]) == {"/prosody", "/reason", "/manipulate", "/compare"}
+    assert not api["unnamed_endpoints"]
