@@ -38,7 +38,8 @@ class Handlers:
     def prosody(self, audio_path, unit="Hz"):
         """A clip arrived: its contours and summary, at once."""
         if not audio_path:
-            return None, "_Record or upload a clip to see how it was said._", None
+            return (figures.placeholder_figure(), "_Record or upload a clip to see how it was said._",
+                    None)
         clip, report = self._measure(audio_path)
         return (figures.prosody_figure(report, clip, unit=unit),
                 render.summary_markdown(report, clip), report.to_dict(contours=False))

@@ -8,9 +8,10 @@ from engine.audio import Clip
 from engine.describe import describe
 from engine.prosody import ProsodyReport
 
-VERDICT_MARK = {"supported": "✅ supported", "contradicted": "❌ contradicted",
-                "not measured": "➖ not measured"}
-STATE_MARK = {"loading": "⏳", "ready": "🟢", "unavailable": "🔴", "off": "⚪"}
+# plain marks that every system font has (no colour-emoji font needed)
+VERDICT_MARK = {"supported": "✓ supported", "contradicted": "✗ **contradicted**",
+                "not measured": "– not measured"}
+STATE_MARK = {"loading": "○", "ready": "●", "unavailable": "✗", "off": "○"}
 
 
 def summary_markdown(report: ProsodyReport, clip: Clip) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from app import figures
 from app.examples import EXAMPLE_DIR, example_paths
 from app.handlers import Handlers
 from app.service import ModelService
@@ -28,6 +29,8 @@ CSS = "#reasoning {max-height: 420px; overflow-y: auto} footer {display: none !i
 
 def build(settings: Settings, service: ModelService) -> gr.Blocks:
     h = Handlers(service, settings.max_seconds)
+    if example_paths():  # pay the first-call costs (imports, caches) now, not on a user's clip
+        h.prosody(example_paths()[0])
     with gr.Blocks(title="EmotionThinker, explained") as demo:
         gr.Markdown(f"## {TITLE}\n{INTRO}")
         status = gr.Markdown(h.status(), elem_id="status")
@@ -36,7 +39,7 @@ def build(settings: Settings, service: ModelService) -> gr.Blocks:
         with gr.Tab("Analyse"):
             with gr.Row():
                 with gr.Column(scale=2):
-                    audio = gr.Audio(sources=["microphone", "upload"], type="filepath",
+                    audio = gr.Audio(sources=["upload", "microphone"], type="filepath",
                                      label="Speak or upload a clip", elem_id="clip")
                     gr.Examples(example_paths(), inputs=audio, label="Examples (one sentence, "
                                 "said several ways: see assets/examples)")
@@ -55,7 +58,8 @@ def build(settings: Settings, service: ModelService) -> gr.Blocks:
                         live_state = gr.State(None)
                 with gr.Column(scale=3):
                     unit = gr.Radio(["Hz", "st"], value="Hz", label="pitch unit", scale=0)
-                    plot = gr.Plot(label="Pitch over the waveform, intensity below", elem_id="plot")
+                    plot = gr.Plot(figures.placeholder_figure(), elem_id="plot",
+                                   label="Pitch over the waveform, intensity below")
                     summary = gr.Markdown("_Record or upload a clip to see how it was said._",
                                           elem_id="summary")
                     measurements = gr.JSON(label="Measurements", visible=False)

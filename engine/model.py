@@ -60,8 +60,10 @@ class LoadedModel:
         if self.quant in ("nf4", "int8"):
             audio = " (audio encoder quantised)" if self.audio_encoder_quantized else \
                 " (audio encoder in 16 bits)"
-        return (f"{self.source} on {self.device}, {self.quant}{audio}, "
-                f"{self.weights_gib:.2f} GiB of weights")
+        size = (f"{self.weights_gib:.2f} GiB" if self.weights_gib >= 0.1
+                else f"{self.weights_gib * 1024:.1f} MiB")
+        name = Path(self.source).name if Path(self.source).is_dir() else self.source
+        return f"{name} on {self.device}, {self.quant}{audio}, {size} of weights"
 
 
 def load_model(source: str | os.PathLike = DEFAULT_SOURCE, quant: str = "auto",

@@ -38,3 +38,26 @@ def reasoner(tiny_model):
     from engine.reasoner import Reasoner
 
     return Reasoner(tiny_model)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(tiny_checkpoint):
+    """The real app on a free port of 127.0.0.1 with the tiny model: (url, ModelService)."""
+    from app.settings import parse
+    from app.ui import launch
+
+    port = free_port()
+    settings = parse(["--model", str(tiny_checkpoint), "--port", str(port), "--max-seconds", "8",
+                      "--max-file-mb", "2"])
+    demo, service = launch(settings, block=False)
+    assert service.wait_until_settled(120) == "ready", service.status()
+    yield f"http://127.0.0.1:{port}/", service
+    demo.close()

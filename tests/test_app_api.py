@@ -1,9 +1,5 @@
 """The app served over HTTP on 127.0.0.1 with the tiny model, driven by gradio_client."""
 
-import json
-import socket
-import threading
-
 import numpy as np
 import plotly.io as pio
 import pytest
@@ -12,26 +8,6 @@ import soundfile as sf
 from engine import synth
 from engine.audio import load_audio
 from engine.prosody import analyze
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(tiny_checkpoint):
-    from app.settings import parse
-    from app.ui import launch
-
-    port = free_port()
-    settings = parse(["--model", str(tiny_checkpoint), "--port", str(port), "--max-seconds", "8",
-                      "--max-file-mb", "2"])
-    demo, service = launch(settings, block=False)
-    assert service.wait_until_settled(120) == "ready", service.status()
-    yield f"http://127.0.0.1:{port}/", service
-    demo.close()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,69 @@
+"""The model service behind the app: background loading, its states, the bounded line, stop."""
+
+import threading
+import time
+
+import pytest
+
+from app.service import Busy, ModelService, Waiting
+from engine import synth
+from engine.audio import from_array
+from engine.reasoner import Done, TextDelta
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return from_array(synth.harmonic(150, 1.5, syllable_hz=4.0), 16000)
+
+
+@pytest.fixture(scope="module")
+def service(tiny_checkpoint):
+    s = ModelService(str(tiny_checkpoint), queue_size=1)
+    assert s.wait_until_settled(120) == "ready"
+    return s
+
+
+def test_loading_happens_in_the_background(tiny_checkpoint):
+    start = time.perf_counter()
+    s = ModelService(str(tiny_checkpoint))
+    assert time.perf_counter() - start < 0.5  # the page does not wait for the model
+    assert s.status()[0] == "loading"
+    assert s.wait_until_settled(120) == "ready"
+    assert "fp32" in s.status()[1] and "warm-up" in s.status()[1]
+
+
+def test_an_unloadable_model_leaves_a_reason_and_a_fix(tmp_path):
+    s = ModelService(str(tmp_path / "no-such-checkpoint"))
+    assert s.wait_until_settled(60) == "unavailable"
+    assert "no checkpoint directory" in s.status()[1]
+    with pytest.raises(RuntimeError, match="unavailable"):
+        next(s.reason(from_array(synth.harmonic(150, 1.0), 16000), threading.Event()))
+
+
+def test_prosody_only_mode_never_loads():
+    s = ModelService("anything", enabled=False)
+    assert s.status() == ("off", "prosody only (started with --no-model)")
+
+
+def test_a_full_line_says_busy_and_waiting_requests_report_their_place(service, clip):
+    first = service.reason(clip, threading.Event(), max_new_tokens=5000, score=False)
+    assert isinstance(next(first), TextDelta)  # holds the model
+    second = service.reason(clip, threading.Event(), max_new_tokens=2, score=False)
+    assert next(second) == Waiting(1)  # in line (queue_size=1)
+    with pytest.raises(Busy, match="busy"):
+        next(service.reason(clip, threading.Event(), max_new_tokens=2))
+    first.close()  # the first user leaves: the model is free
+    events = list(second)
+    assert isinstance(events[-1], Done) and events[-1].n_tokens == 2
+
+
+def test_stop_while_waiting_leaves_the_line(service, clip):
+    first = service.reason(clip, threading.Event(), max_new_tokens=5000, score=False)
+    next(first)
+    stop = threading.Event()
+    waiting = service.reason(clip, stop, max_new_tokens=2)
+    assert isinstance(next(waiting), Waiting)
+    stop.set()
+    assert list(waiting) == []  # it left without running
+    first.close()
+    assert list(service.reason(clip, threading.Event(), max_new_tokens=1, score=False))[-1].n_tokens == 1

@@ -1,0 +1,61 @@
+"""A real browser (Debian's Chromium, driven by Playwright) uses the app like a person would.
+
+Set ET_SCREENSHOT=path to keep the screenshot (the README's is made this way:
+`ET_SCREENSHOT=assets/screenshot.png .venv/bin/python -m pytest tests/test_browser.py -m slow`).
+"""
+
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"  # apt-get install chromium (Playwright's own download is not used)
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+EXAMPLE = Path(__file__).resolve().parents[1] / "assets" / "examples" / "excited.flac"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (the README's test command does)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1500})
+        page.goto(server[0])
+        yield page
+        browser.close()
+
+
+def test_upload_see_the_plot_then_the_streamed_answer(page, tmp_path, record_property):
+    page.get_by_text("Model ready").wait_for(timeout=60_000)
+    start = time.perf_counter()
+    page.locator("#clip input[type=file]").set_input_files(str(EXAMPLE))
+    page.locator("#plot .js-plotly-plot").get_by_text("intonation").first.wait_for(timeout=30_000)
+    upload_to_plot = time.perf_counter() - start
+    record_property("upload_to_plot_s", upload_to_plot)
+    print(f"\nupload to plot: {upload_to_plot * 1000:.0f} ms")
+    summary = page.locator("#summary")
+    assert "Pitch:" in summary.inner_text() and "Intonation:" in summary.inner_text()
+    assert page.locator("#plot .js-plotly-plot .scatterlayer .trace").count() >= 2
+
+    page.get_by_text("Generation settings").click()
+    tokens = page.get_by_label("number input for max new tokens")
+    tokens.fill("96")
+    tokens.press("Tab")
+    page.locator("#analyse").click()
+    page.locator("#reasoning").get_by_text(re.compile(r"tokens, first after")).wait_for(timeout=60_000)
+    label = page.locator("#label")
+    label.get_by_text(re.compile(r"\d+%")).first.wait_for(timeout=30_000)
+    assert len(re.findall(r"\d+%", label.inner_text())) == 9
+    assert "96 tokens" in page.locator("#reasoning").inner_text()
+
+    shot = Path(os.environ.get("ET_SCREENSHOT") or tmp_path / "app.png")
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 20_000
