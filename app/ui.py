@@ -47,7 +47,7 @@ def build(settings: Settings, service: ModelService) -> gr.Blocks:
                         analyse = gr.Button("Analyse", variant="primary", elem_id="analyse")
                         stop = gr.Button("Stop", variant="stop", elem_id="stop")
                     with gr.Accordion("Generation settings", open=False):
-                        max_tokens = gr.Slider(32, 4096, value=1024, step=32, label="max new tokens")
+                        max_tokens = gr.Slider(8, 4096, value=1024, step=8, label="max new tokens")
                         temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05,
                                                 label="temperature (0 = greedy)")
                         seed = gr.Number(value=-1, precision=0, label="seed (-1 = random)")

@@ -42,11 +42,28 @@ def test_requirements_are_pinned():
     assert "torch==2.13.0" in pins and "transformers==5." in pins and "gradio==6." in pins
 
 
+def python_block(containing: str) -> str:
+    """The README's ```python block that contains `containing`."""
+    blocks = re.findall(r"```python\n(.+?)\n```", (ROOT / "README.md").read_text(), re.S)
+    return next(b for b in blocks if containing in b)
+
+
+def test_the_readme_client_example_runs(server, tmp_path, espeak_sentence):
+    import soundfile as sf
+
+    sf.write(tmp_path / "clip.wav", *espeak_sentence)
+    code = python_block("gradio_client").replace("http://127.0.0.1:7860/", server[0])
+    code = code.replace('"clip.wav"', repr(str(tmp_path / "clip.wav"))).replace("1024", "8")
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert "Pitch:" in scope["summary"] and scope["measurements"]["pitch"]["median_hz"] > 50
+    assert len(scope["confidences"]["confidences"]) == 9
+
+
 def test_the_readme_python_example_runs(tiny_checkpoint, tmp_path, espeak_sentence, capsys):
     import soundfile as sf
 
-    text = (ROOT / "README.md").read_text()
-    code = re.search(r"```python\n(.+?)\n```", text, re.S).group(1)
+    code = python_block("from engine.audio import load_audio")
     x, sr = espeak_sentence
     sf.write(tmp_path / "clip.wav", x, sr)
     code = code.replace('"clip.wav"', repr(str(tmp_path / "clip.wav")))
