@@ -9,9 +9,10 @@ from app.settings import parse
 
 
 def main(argv: list[str] | None = None) -> int:
+    settings = parse(argv)  # --help answers before the heavy imports
     from app.ui import launch
 
-    launch(parse(argv))
+    launch(settings)
     return 0
 
 

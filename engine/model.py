@@ -28,9 +28,10 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from engine.features import EmotionThinkerProcessor, load_processor
+if TYPE_CHECKING:
+    from engine.features import EmotionThinkerProcessor
 
 DEFAULT_SOURCE = "ddwang2000/EmotionThinker"
 QUANTS = ("auto", "nf4", "int8", "bf16", "fp32")
@@ -45,7 +46,7 @@ class ModelUnavailable(RuntimeError):
 @dataclass(frozen=True, eq=False)
 class LoadedModel:
     model: Any  # Qwen2_5OmniThinkerForConditionalGeneration, in eval mode
-    processor: EmotionThinkerProcessor
+    processor: "EmotionThinkerProcessor"
     source: str  # what the caller asked for (hub id or directory)
     path: str  # the local directory the weights were read from
     device: str  # "cuda:0", "cpu", ...
@@ -123,7 +124,8 @@ def fetch_checkpoint(repo_id: str, say: Callable[[str], None] = print) -> Path:
             weights = ["*.safetensors"]
         say(f"fetching {repo_id}: {len(weights)} weight file(s) for the thinker")
         path = snapshot_download(repo_id, allow_patterns=CONFIG_FILES + weights,
-                                 etag_timeout=HUB_TIMEOUT_S, local_files_only=offline)
+                                 etag_timeout=HUB_TIMEOUT_S, local_files_only=offline,
+                                 tqdm_class=_progress_bar(say, repo_id))
     except GatedRepoError:
         raise ModelUnavailable(f"{repo_id} is gated: accept its terms on the hub and log in "
                                "(`hf auth login`), or pass a local directory") from None
@@ -143,6 +145,21 @@ def fetch_checkpoint(repo_id: str, say: Callable[[str], None] = print) -> Path:
         raise ModelUnavailable(f"fetching {repo_id} failed ({exc}); check the network and disk "
                                "space, or pass a local checkpoint directory") from None
     return Path(path)
+
+
+def _progress_bar(say: Callable[[str], None], repo_id: str):
+    """A tqdm class that also reports "fetching ...: k of n files" through `say` (the app's
+    status line), beside the usual console bar."""
+    from tqdm.auto import tqdm
+
+    class Reporting(tqdm):
+        def update(self, n=1):
+            shown = super().update(n)
+            if self.total:
+                say(f"fetching {repo_id}: {self.n:.0f} of {self.total:.0f} files")
+            return shown
+
+    return Reporting
 
 
 def _hub_reachable() -> bool:
@@ -196,6 +213,8 @@ def _load(path: Path, source: str, quant: str, device: str, quantize_audio: bool
         model.to(device)
     model.visual = None  # free the vision stub: this app sends no images
     model.eval()
+    from engine.features import load_processor
+
     processor = load_processor(path)
     weights = sum(t.numel() * t.element_size()
                   for t in list(model.parameters()) + list(model.buffers()))

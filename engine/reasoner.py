@@ -26,13 +26,15 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from engine.audio import Clip
-from engine.model import LoadedModel
 from engine.parse import StreamParser
 from engine.prompts import build_messages
 from engine.scores import score_labels
+
+if TYPE_CHECKING:
+    from engine.model import LoadedModel
 
 POLL_S = 0.25  # how often a waiting consumer checks that the worker is alive
 
@@ -89,7 +91,7 @@ _END = object()
 class Reasoner:
     """Streams the thinker's reasoning about a clip; see the module docstring."""
 
-    def __init__(self, loaded: LoadedModel, *, audio_prefix: bool = True) -> None:
+    def __init__(self, loaded: "LoadedModel", *, audio_prefix: bool = True) -> None:
         self.loaded = loaded
         self.model, self.processor = loaded.model, loaded.processor
         self.tokenizer = self.processor.tokenizer

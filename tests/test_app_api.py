@@ -117,3 +117,18 @@ def test_only_the_named_endpoints_are_public(client):
     api = client.view_api(return_format="dict", print_info=False)
     assert set(api["named_endpoints"]) == {"/prosody", "/reason", "/manipulate", "/compare"}
     assert not api["unnamed_endpoints"]
+
+
+def test_prosody_does_not_wait_behind_the_model(client, clip_file):
+    import time
+
+    from gradio_client import handle_file
+
+    long_job = client.submit(handle_file(str(clip_file)), 4096, 0.0, -1, api_name="/reason")
+    time.sleep(1.0)  # the model is busy generating
+    start = time.perf_counter()
+    _, summary, _ = client.predict(handle_file(str(clip_file)), "Hz", api_name="/prosody")
+    elapsed = time.perf_counter() - start
+    assert "Pitch:" in summary and not long_job.done()
+    assert elapsed < 5
+    long_job.cancel()

@@ -67,3 +67,24 @@ def test_stop_while_waiting_leaves_the_line(service, clip):
     assert list(waiting) == []  # it left without running
     first.close()
     assert list(service.reason(clip, threading.Event(), max_new_tokens=1, score=False))[-1].n_tokens == 1
+
+
+def test_live_pitch_traces_the_microphone_chunks():
+    import numpy as np
+    import plotly.io as pio
+
+    from app.handlers import Handlers
+
+    h = Handlers(ModelService("x", enabled=False), max_seconds=30)
+    x = synth.harmonic(220.0, 2.0, sr=48_000, syllable_hz=4.0)
+    state, fig = None, None
+    for start in range(0, len(x), 14_400):  # 0.3 s chunks of int16 at 48 kHz, as a browser sends
+        chunk = (48_000, (x[start:start + 14_400] * 32767).astype(np.int16))
+        fig, state = h.live_pitch(state, chunk)
+    assert len(state) == 32_000  # the take so far, at 16 kHz
+    trace = pio.from_json(fig.to_json()).data[0]
+    f0 = np.array([v for v in trace.y if v is not None], float)
+    assert f0.size > 50 and np.median(f0) == pytest.approx(220.0, rel=0.02)
+    assert "220 Hz" in fig.layout.title.text and "prosody only" in fig.layout.title.text
+    clip, cleared = h.live_done(state)
+    assert clip[0] == 16_000 and len(clip[1]) == 32_000 and cleared is None

@@ -113,3 +113,15 @@ def test_unreachable_hub_fails_in_seconds_saying_why(tmp_path):
                                          "HF_HUB_OFFLINE": "0"}, tmp_path)
     assert "UNAVAILABLE: cannot reach the Hugging Face hub" in done.stdout, done.stderr[-2000:]
     assert elapsed < 30
+
+
+def test_download_progress_reaches_the_status_line():
+    import io
+
+    from engine.model import _progress_bar
+
+    said = []
+    bar = _progress_bar(said.append, "org/model")(total=4, file=io.StringIO())
+    bar.update(1)
+    bar.update(3)
+    assert said == ["fetching org/model: 1 of 4 files", "fetching org/model: 4 of 4 files"]
