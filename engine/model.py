@@ -183,6 +183,8 @@ def thinker_shards(index: dict) -> list[str]:
 
 
 def _load(path: Path, source: str, quant: str, device: str, quantize_audio: bool, say):
+    if (path / "adapter_config.json").exists():
+        return _load_adapter(path, source, quant, device, quantize_audio, say)
     import torch
     from transformers import AutoConfig
     from transformers.models.qwen2_5_omni import Qwen2_5OmniThinkerForConditionalGeneration
@@ -222,6 +224,26 @@ def _load(path: Path, source: str, quant: str, device: str, quantize_audio: bool
                        device=device, quant=quant,
                        audio_encoder_quantized=quant in ("nf4", "int8") and quantize_audio,
                        load_s=time.perf_counter() - start, weights_gib=weights / 2**30)
+
+
+def _load_adapter(path: Path, source: str, quant: str, device: str, quantize_audio: bool, say):
+    """A LoRA adapter (train.sft's output): its base loaded the same way, the adapter applied,
+    and merged into the weights unless the base is quantised."""
+    import dataclasses
+
+    from peft import PeftModel
+
+    base_source = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
+    base_path = Path(base_source) if Path(base_source).is_dir() else fetch_checkpoint(base_source, say)
+    say(f"loading the base {base_source} for the adapter {path.name}")
+    base = _load(base_path, base_source, quant, device, quantize_audio, say)
+    model = PeftModel.from_pretrained(base.model, str(path))
+    model = model if quant in ("nf4", "int8") else model.merge_and_unload()
+    model.eval()
+    from engine.features import load_processor
+
+    processor = load_processor(path) if (path / "preprocessor_config.json").exists() else base.processor
+    return dataclasses.replace(base, model=model, processor=processor, source=source, path=str(path))
 
 
 def _bnb_config(quant: str, compute, quantize_audio: bool):

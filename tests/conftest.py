@@ -61,3 +61,22 @@ def server(tiny_checkpoint):
     assert service.wait_until_settled(120) == "ready", service.status()
     yield f"http://127.0.0.1:{port}/", service
     demo.close()
+
+
+@pytest.fixture(scope="session")
+def synthetic_corpus(tmp_path_factory, espeak_sentence):
+    """36 espeak-ng clips with known prosody settings (train.corpus): the manifest's path."""
+    from train.corpus import build
+
+    return build(tmp_path_factory.mktemp("corpus"), n=36, seed=1)
+
+
+@pytest.fixture(scope="session")
+def labelled_corpus(synthetic_corpus):
+    """The synthetic corpus through `train.label all` (groups of >= 6 calibrate on their own)."""
+    from train.label import main
+
+    out = synthetic_corpus.parent / "labelled.jsonl"
+    assert main(["all", "--input", str(synthetic_corpus), "--output", str(out), "--workers", "2",
+                 "--min-group", "6"]) == 0
+    return out

@@ -1,1 +1,2 @@
-"""train/: see README.md (arrives with a later issue)."""
+"""Rebuilding EmotionThinker: prosody labelling (label.py), training data (data.py), prosody-enhanced
+fine-tuning (sft.py). Imports engine/, never app/."""

@@ -1,0 +1,228 @@
+"""The prosody labelling pipeline: audio + transcript -> EmotionCoT-style labels.
+
+    python -m train.label all --input clips.jsonl --output labelled.jsonl [--workers 4]
+    python -m train.label extract --input clips.jsonl --output measured.jsonl
+    python -m train.label calibrate --input measured.jsonl --output labelled.jsonl [--min-group 50]
+
+Input: JSON lines with `audio_path` (relative paths are read from the input file's folder) and
+optionally `transcription`, `emotion`, `dataset`, `gender`; every other field is carried through.
+Two passes, as the reference pipeline (paper-notes §3):
+- extract measures each clip with engine.prosody in a process pool: pitch, energy, speaking rate
+  (syllables per second of speech from the transcript via CMUdict; the acoustic syllable-nuclei
+  rate without one), intonation, voice quality, under `prosody`; `intonation` at the top level;
+  gender / age / stress from the record or a tagger plug-in (train.taggers), else null.
+- calibrate turns measurements into low/normal/high by tertiles per group: energy and rate per
+  dataset, pitch per dataset and gender; a group of fewer than `--min-group` clips (50) uses the
+  pooled cuts. The cut points go to OUT.cuts.json, the label distribution to OUT.report.md.
+A clip that fails goes to OUT.errors.jsonl with the reason; a rerun skips clips already in the
+output (and retries the failed ones). The output is in the EmotionCoT schema, so released
+EmotionCoT annotations and these are interchangeable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+SCHEMA = ("audio_path", "transcription", "emotion", "pitch_level", "energy_level", "speed_level",
+          "stressed_words", "intonation", "gender", "age_level", "cot_analysis")
+TERTILES = (100 / 3, 200 / 3)  # percentiles of the cut points (paper-notes §3)
+MIN_GROUP = 50  # smaller groups fall back to pooled cuts (paper-notes §3)
+LEVELS = {"pitch": ("low", "normal", "high"), "energy": ("low", "normal", "high"),
+          "speed": ("slow", "normal", "fast")}
+MEASURE = {"pitch": "pitch_median_hz", "energy": "energy_dbfs", "speed": "rate_sps"}
+
+_TAGGERS: list = []  # set in each worker process
+
+
+def measure(record: dict[str, Any], base: str) -> dict[str, Any]:
+    """Extract one record: its prosody measurements and the tagged fields. Raises on failure."""
+    from engine.audio import load_audio
+    from engine.prosody import analyze
+    from train.phonemes import count_syllables
+    from train.taggers import tag_fields
+
+    path = Path(record["audio_path"])
+    clip = load_audio(path if path.is_absolute() else Path(base) / path, max_seconds=600)
+    report = analyze(clip)
+    p, e, r, i = report.pitch, report.energy, report.rate, report.intonation
+    syllables = count_syllables(record.get("transcription"))
+    text_rate = syllables / r.speech_s if syllables and r.speech_s > 0 else None
+    out = dict(record)
+    out.update(tag_fields(clip, record, _TAGGERS))
+    out["intonation"] = i.label
+    out["prosody"] = {
+        "duration_s": round(clip.duration_s, 3), "speech_s": round(r.speech_s, 3),
+        "pitch_median_hz": _r(p.median_hz), "pitch_p5_hz": _r(p.p5_hz), "pitch_p95_hz": _r(p.p95_hz),
+        "pitch_range_st": _r(p.range_st), "pitch_reliable": p.reliable,
+        "voiced_fraction": _r(p.voiced_fraction), "energy_dbfs": _r(e.level_dbfs),
+        "snr_db": _r(e.snr_db), "syllables": syllables, "text_rate_sps": _r(text_rate),
+        "acoustic_rate_sps": _r(r.articulation_rate_sps), "pause_count": r.pause_count,
+        "rate_sps": _r(text_rate if text_rate is not None else r.articulation_rate_sps),
+        "rate_source": "transcript" if text_rate is not None else "acoustic",
+        "intonation_shape": i.shape, "intonation_confidence": round(i.confidence, 3),
+        "jitter_local": _r(report.voice.jitter_local, 5), "hnr_db": _r(report.voice.hnr_db),
+    }
+    if not p.reliable:
+        out["prosody"]["pitch_median_hz"] = None  # unreliable pitch is not labelled
+    return out
+
+
+def extract(input_path: Path, output: Path, workers: int = 1, taggers: tuple[str, ...] = ()) -> dict:
+    """Measure every clip not yet in `output`; append results, write failures to the errors
+    file. Returns counts and throughput."""
+    records = list(_read(input_path))
+    done = {r["audio_path"] for r in _read(output)} if output.exists() else set()
+    todo = [r for r in records if r.get("audio_path") not in done]
+    errors_path = output.with_suffix(".errors.jsonl")
+    n_ok = n_err = 0
+    start = time.perf_counter()
+    with open(output, "a") as out, open(errors_path, "w") as errors:
+        for record, result, error in _run(todo, str(input_path.parent), workers, taggers):
+            if error is None:
+                out.write(json.dumps(result) + "\n")
+                n_ok += 1
+            else:
+                errors.write(json.dumps({"audio_path": record.get("audio_path"), "error": error}) + "\n")
+                n_err += 1
+            out.flush()
+    seconds = time.perf_counter() - start
+    stats = {"total": len(records), "skipped": len(records) - len(todo), "measured": n_ok,
+             "failed": n_err, "seconds": round(seconds, 2),
+             "clips_per_s": round(len(todo) / seconds, 2) if todo and seconds > 0 else None}
+    print(f"extract: {json.dumps(stats)}", file=sys.stderr)
+    return stats
+
+
+def calibrate(input_path: Path, output: Path, min_group: int = MIN_GROUP) -> dict:
+    """Levels by tertiles per group; writes the labelled records, the cuts and a report."""
+    records = list(_read(input_path))
+    cuts: dict[str, dict[str, list[float] | None]] = {}
+    for attr, key in MEASURE.items():
+        values = [(r["prosody"][key], _group(attr, r)) for r in records if r["prosody"].get(key) is not None]
+        pooled = _tertiles([v for v, _ in values])
+        by_group = defaultdict(list)
+        for v, g in values:
+            by_group[g].append(v)
+        cuts[attr] = {"pooled": pooled}
+        cuts[attr].update({g: (_tertiles(vs) if len(vs) >= min_group else None)
+                           for g, vs in sorted(by_group.items())})
+    counts: dict[str, Counter] = defaultdict(Counter)
+    with open(output, "w") as out:
+        for r in records:
+            for attr, key in MEASURE.items():
+                value, group = r["prosody"].get(key), _group(attr, r)
+                cut = cuts[attr].get(group) or cuts[attr]["pooled"]
+                level = _place(value, cut, LEVELS[attr])
+                r[f"{attr}_level"] = level
+                counts[f"{attr} {group}"][level] += 1
+            for field in SCHEMA:
+                r.setdefault(field, None)
+            out.write(json.dumps(r) + "\n")
+    output.with_suffix(".cuts.json").write_text(json.dumps(
+        {"percentiles": TERTILES, "min_group": min_group, "cuts": cuts}, indent=2))
+    output.with_suffix(".report.md").write_text(_report(counts, cuts, len(records)))
+    return cuts
+
+
+def _run(records, base, workers, taggers) -> Iterator[tuple[dict, dict | None, str | None]]:
+    if workers <= 1:
+        _init_worker(taggers)
+        for r in records:
+            yield (r, *_safe_measure((r, base)))
+        return
+    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(taggers,)) as pool:
+        from tqdm.auto import tqdm
+
+        results = pool.map(_safe_measure, [(r, base) for r in records], chunksize=4)
+        for r, res in tqdm(zip(records, results), total=len(records), desc="measuring",
+                           file=sys.stderr, disable=None):
+            yield (r, *res)
+
+
+def _init_worker(taggers: tuple[str, ...]) -> None:
+    from train.taggers import load_tagger
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _TAGGERS[:] = [load_tagger(t) for t in taggers]
+
+
+def _safe_measure(args) -> tuple[dict | None, str | None]:
+    record, base = args
+    try:
+        if "audio_path" not in record:
+            raise ValueError("the record has no audio_path")
+        return measure(record, base), None
+    except Exception as exc:  # one bad clip must not stop the corpus
+        return None, f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
+
+
+def _group(attr: str, record: dict) -> str:
+    dataset = record.get("dataset") or "all"
+    return f"{dataset}/{record.get('gender') or 'unknown'}" if attr == "pitch" else dataset
+
+
+def _tertiles(values: list[float]) -> list[float] | None:
+    return [round(float(v), 4) for v in np.percentile(values, TERTILES)] if values else None
+
+
+def _place(value, cut, names):
+    if value is None or cut is None:
+        return None
+    return names[0] if value < cut[0] else names[2] if value > cut[1] else names[1]
+
+
+def _report(counts: dict[str, Counter], cuts: dict, n: int) -> str:
+    lines = [f"# Prosody label distribution ({n} clips)", "",
+             "| attribute group | cuts (low/high) | " + " | ".join(("low", "normal", "high", "none")) + " |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for name, c in sorted(counts.items()):
+        attr, group = name.split(" ", 1)
+        cut = cuts[attr].get(group) or cuts[attr]["pooled"]
+        cut_text = f"{cut[0]:g} / {cut[1]:g}" + ("" if cuts[attr].get(group) else " (pooled)") if cut else "-"
+        names = LEVELS[attr]
+        lines.append(f"| {name} | {cut_text} | " + " | ".join(str(c.get(k, 0)) for k in (*names, None)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _read(path: Path) -> Iterator[dict]:
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+def _r(x, nd: int = 3):
+    return None if x is None else round(float(x), nd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m train.label", description=__doc__.split("\n\n")[0])
+    ap.add_argument("step", choices=["extract", "calibrate", "all"])
+    ap.add_argument("--input", required=True, type=Path)
+    ap.add_argument("--output", required=True, type=Path)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--min-group", type=int, default=MIN_GROUP)
+    ap.add_argument("--tagger", action="append", default=[], help="module:Class, repeatable")
+    args = ap.parse_args(argv)
+    if args.step in ("extract", "all"):
+        measured = args.output if args.step == "extract" else args.output.with_suffix(".measured.jsonl")
+        stats = extract(args.input, measured, args.workers, tuple(args.tagger))
+        if args.step == "all":
+            calibrate(measured, args.output, args.min_group)
+        return 2 if stats["failed"] else 0
+    calibrate(args.input, args.output, args.min_group)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

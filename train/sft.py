@@ -1,0 +1,242 @@
+"""Prosody-enhanced supervised fine-tuning of the thinker: `python -m train.sft --config RECIPE.yaml`.
+
+    python -m train.sft --config train/recipes/sft_prosody.yaml
+    accelerate launch --config_file train/recipes/accelerate_zero2.yaml -m train.sft --config ...
+
+One short main(): read the YAML recipe (train/recipes/sft_prosody.yaml documents every key),
+build the samples (train.data), load the model through engine.model (the users' loader),
+choose what trains, and hand everything to transformers' Trainer. Modes: "full" (the parts in
+`train_parts` update), "lora" and "qlora" (LoRA adapters on those parts' linear layers; qlora over
+an nf4 base). Parts: "audio_encoder" (audio_tower without its output projection), "projector"
+(audio_tower.proj, into the LLM's width), "llm" (the language model and lm_head).
+
+What this does that TRL's SFTTrainer would get wrong for this model: the collator here puts the
+clip's `input_features` and `feature_attention_mask` in every batch and Trainer is told to keep
+them (remove_unused_columns=False), so the audio reaches every forward pass; and only the
+assistant's tokens (its answer and <|im_end|>) carry loss. tests/test_sft.py proves both.
+Output: OUT/final holds the adapter or the full model plus the processor files, so
+engine.model.load_model(OUT/final) loads it (and the app runs it); checkpoints every `save_steps`
+in OUT/checkpoint-*, resumed with `resume: true`; metrics per logging step in OUT/metrics.jsonl
+(and TensorBoard when installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+IGNORE = -100  # label of tokens that carry no loss
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+                "fc1", "fc2", "out_proj", "proj")
+PROCESSOR_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
+                   "special_tokens_map.json", "added_tokens.json", "preprocessor_config.json",
+                   "chat_template.json", "chat_template.jinja", "generation_config.json")
+
+
+@dataclass
+class Recipe:
+    model: str  # hub id or checkpoint directory of the starting point
+    data: str  # labelled EmotionCoT-style JSON lines (train.label output)
+    output_dir: str
+    mode: str = "lora"  # full, lora, qlora
+    train_parts: list[str] = field(default_factory=lambda: ["llm"])
+    tasks: dict[str, float] = field(default_factory=lambda: {"emotion": 0.4, "attributes": 0.3,
+                                                             "comparative": 0.2, "caption": 0.1})
+    n_samples: int | None = None  # None: as many as the data give at these proportions
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    learning_rate: float = 1e-4
+    epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides epochs
+    batch_size: int = 1
+    grad_accum: int = 8
+    max_length: int = 4096  # tokens; longer samples are cut (their loss tokens with them)
+    logging_steps: int = 10
+    save_steps: int = 500
+    seed: int = 0
+    device: str = "auto"
+    gradient_checkpointing: bool = False
+    merge: bool = False  # also write OUT/merged: a LoRA merged into a 16-bit base
+    resume: bool = False
+
+    @classmethod
+    def load(cls, path: str | Path, **overrides) -> "Recipe":
+        import yaml
+
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"unknown recipe keys: {sorted(unknown)}")
+        recipe = cls(**raw)
+        if recipe.mode not in ("full", "lora", "qlora"):
+            raise ValueError(f"mode must be full, lora or qlora; got {recipe.mode!r}")
+        if not set(recipe.train_parts) <= {"audio_encoder", "projector", "llm"}:
+            raise ValueError(f"train_parts are audio_encoder, projector, llm; got {recipe.train_parts}")
+        return recipe
+
+
+class Collator:
+    """Samples -> a padded batch with audio features and assistant-only labels."""
+
+    def __init__(self, processor, base_dir: str | Path, max_length: int) -> None:
+        self.processor, self.base_dir, self.max_length = processor, Path(base_dir), max_length
+        self.end_id = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+
+    def __call__(self, samples: list[dict[str, Any]]) -> dict:
+        import torch
+
+        from train.data import sample_audio
+
+        audio = [sample_audio(s, self.base_dir) for s in samples]
+        full = [self.processor.apply_chat_template(s["messages"], tokenize=False) for s in samples]
+        prompts = [self.processor.apply_chat_template(s["messages"][:-1], tokenize=False,
+                                                      add_generation_prompt=True) for s in samples]
+        batch = self.processor(text=full, audio=audio, padding=True, padding_side="right")
+        prompt_lens = [len(self.processor(text=p, audio=[a])["input_ids"][0])
+                       for p, a in zip(prompts, audio)]
+        labels = batch["input_ids"].clone()
+        for i, n in enumerate(prompt_lens):
+            labels[i, :n] = IGNORE
+            ends = (batch["input_ids"][i] == self.end_id).nonzero().flatten()
+            if len(ends):
+                labels[i, int(ends[-1]) + 1:] = IGNORE  # the newline after <|im_end|>, padding
+        labels[batch["attention_mask"] == 0] = IGNORE
+        batch["labels"] = labels
+        if batch["input_ids"].shape[1] > self.max_length:
+            for key in ("input_ids", "attention_mask", "labels"):
+                batch[key] = batch[key][:, : self.max_length]
+        return {k: (v if isinstance(v, torch.Tensor) else torch.as_tensor(v)) for k, v in batch.items()}
+
+
+def part_of(name: str) -> str | None:
+    """Which trainable part a parameter or module name belongs to."""
+    if name.startswith("audio_tower.proj"):
+        return "projector"
+    if name.startswith("audio_tower."):
+        return "audio_encoder"
+    if name.startswith(("model.", "lm_head")):
+        return "llm"
+    return None
+
+
+def prepare_model(recipe: Recipe):
+    """Load through engine.model and make the chosen parts trainable (full or LoRA)."""
+    from engine.model import load_model
+
+    quant = "nf4" if recipe.mode == "qlora" else ("bf16" if _cuda() else "fp32")
+    loaded = load_model(recipe.model, quant=quant, device=recipe.device,
+                        quantize_audio_encoder="audio_encoder" in recipe.train_parts)
+    model = loaded.model
+    if recipe.mode == "full":
+        for name, p in model.named_parameters():
+            p.requires_grad = part_of(name) in recipe.train_parts
+    else:
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+        if recipe.mode == "qlora":
+            model = prepare_model_for_kbit_training(
+                model, use_gradient_checkpointing=recipe.gradient_checkpointing)
+        targets = [n for n, m in model.named_modules()
+                   if n.split(".")[-1] in LORA_TARGETS and part_of(n) in recipe.train_parts
+                   and hasattr(m, "weight")]
+        config = LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha,
+                            lora_dropout=recipe.lora_dropout, target_modules=targets,
+                            task_type="CAUSAL_LM")
+        model = get_peft_model(model, config)
+    if recipe.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    model.train()
+    return model, loaded
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m train.sft", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--output-dir")
+    ap.add_argument("--max-steps", type=int)
+    args = ap.parse_args(argv)
+    recipe = Recipe.load(args.config, output_dir=args.output_dir, max_steps=args.max_steps)
+    train(recipe)
+    return 0
+
+
+def train(recipe: Recipe) -> Path:
+    """Run the recipe; returns OUT/final."""
+    from transformers import Trainer, TrainingArguments
+
+    from train.data import build_samples
+
+    records = [json.loads(line) for line in Path(recipe.data).read_text().splitlines() if line.strip()]
+    samples = build_samples(records, recipe.tasks, recipe.n_samples, recipe.seed)
+    if not samples:
+        raise ValueError(f"{recipe.data} gives no samples for the tasks {list(recipe.tasks)}")
+    model, loaded = prepare_model(recipe)
+    out = Path(recipe.output_dir)
+    trainer = Trainer(
+        model=model, train_dataset=samples,
+        data_collator=Collator(loaded.processor, Path(recipe.data).parent, recipe.max_length),
+        callbacks=[MetricsLog(out / "metrics.jsonl")],
+        args=TrainingArguments(
+            output_dir=str(out), per_device_train_batch_size=recipe.batch_size,
+            gradient_accumulation_steps=recipe.grad_accum, learning_rate=recipe.learning_rate,
+            num_train_epochs=recipe.epochs, max_steps=recipe.max_steps,
+            logging_steps=recipe.logging_steps, save_steps=recipe.save_steps, save_total_limit=2,
+            seed=recipe.seed, bf16=_cuda(), remove_unused_columns=False,
+            report_to=["tensorboard"] if _has("tensorboard") else [], dataloader_num_workers=0,
+            use_cpu=not _cuda()))
+    resume = recipe.resume and any(out.glob("checkpoint-*"))
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    final = out / "final"
+    trainer.model.save_pretrained(final)
+    copy_processor_files(Path(loaded.path), final)
+    if recipe.merge and recipe.mode == "lora":
+        trainer.model.merge_and_unload().save_pretrained(out / "merged")
+        copy_processor_files(Path(loaded.path), out / "merged")
+    return final
+
+
+def copy_processor_files(src: Path, dst: Path) -> None:
+    """Tokenizer, feature extractor, chat template and generation config next to the weights."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in PROCESSOR_FILES:
+        if (src / name).exists():
+            shutil.copy2(src / name, dst / name)
+
+
+class MetricsLog(TrainerCallback):
+    """Every logged value, one JSON object per line, beside the checkpoints."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
