@@ -104,3 +104,17 @@ def test_qlora_trains_on_an_nf4_base(tmp_path, tiny_checkpoint, labelled_corpus)
     curve = losses(tmp_path / "run")
     assert len(curve) == 3 and curve[-1] < curve[0]
     assert (final / "adapter_config.json").exists()
+
+
+def test_checkpoints_and_resume(tmp_path, tiny_checkpoint, labelled_corpus):
+    first = Recipe.load(recipe_file(tmp_path, tiny_checkpoint, labelled_corpus, max_steps=4,
+                                    save_steps=2, logging_steps=1))
+    train(first)
+    run = tmp_path / "run"
+    assert {p.name for p in run.glob("checkpoint-*")} == {"checkpoint-2", "checkpoint-4"}
+    more = Recipe.load(recipe_file(tmp_path, tiny_checkpoint, labelled_corpus, max_steps=6,
+                                   save_steps=2, logging_steps=1, resume=True))
+    train(more)
+    steps = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()
+             if "loss" in json.loads(l)]
+    assert steps == [1, 2, 3, 4, 5, 6]  # the second run went on from step 4, not from 0
