@@ -107,6 +107,7 @@ class Handlers:
             return
         clip, report = self._measure(audio_path)
         stop = self._stop_event(request)
+        stop.clear()  # a Stop pressed while nothing ran must not end this run
         think, answer, last = "", None, 0.0
         scores, claims = None, ""
         try:
@@ -135,8 +136,6 @@ class Handlers:
             raise gr.Error(str(exc)) from None
         except GenerationError as exc:
             raise gr.Error(f"The model failed on this clip: {exc}") from None
-        finally:
-            stop.clear()
 
     def stop(self, request: gr.Request):
         """The Stop button: ends this session's generation at the next token."""

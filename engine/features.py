@@ -27,6 +27,12 @@ from transformers.processing_utils import ProcessorMixin
 from engine.prompts import QWEN_OMNI_CHAT_TEMPLATE
 
 
+OMNI_TOKENS = {"audio_token": "<|AUDIO|>", "audio_bos_token": "<|audio_bos|>",
+               "audio_eos_token": "<|audio_eos|>", "image_token": "<|IMAGE|>",
+               "video_token": "<|VIDEO|>", "vision_bos_token": "<|vision_bos|>",
+               "vision_eos_token": "<|vision_eos|>"}  # Qwen2.5-Omni's special tokens
+
+
 def audio_token_count(n_frames: int) -> int:
     """Audio tokens the thinker makes from `n_frames` mel frames (two stride-2 stages: 25/s)."""
     after_conv = (n_frames - 1) // 2 + 1
@@ -56,11 +62,13 @@ class EmotionThinkerProcessor(Qwen2_5OmniProcessor):
 
     def __init__(self, feature_extractor=None, tokenizer=None, chat_template=None):
         ProcessorMixin.__init__(self, feature_extractor, tokenizer, chat_template=chat_template)
-        for name in ("audio_token", "audio_bos_token", "audio_eos_token", "image_token",
-                     "video_token", "vision_bos_token", "vision_eos_token"):
-            setattr(self, name, getattr(tokenizer, name, None))
+        vocab = tokenizer.get_vocab()
+        for name, default in OMNI_TOKENS.items():
+            # a tokenizer config may omit the attribute while its vocabulary has the token
+            value = getattr(tokenizer, name, None) or (default if default in vocab else None)
+            setattr(self, name, value)
         if self.audio_token is None:
-            raise ValueError("the tokenizer defines no audio_token: not a Qwen2.5-Omni tokenizer")
+            raise ValueError("the tokenizer has no audio token (<|AUDIO|>): not a Qwen2.5-Omni tokenizer")
 
     def __call__(self, text=None, audio=None, return_tensors="pt", **kwargs) -> BatchFeature:
         """Tokenise `text` (a string or a list, one per sample) with each audio placeholder

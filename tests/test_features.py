@@ -80,3 +80,23 @@ def test_prompt_is_the_released_models_byte_for_byte(processor):
     plain = processor.apply_chat_template(build_messages(audio_prefix=False),
                                           add_generation_prompt=True, tokenize=False)
     assert f"<|audio_eos|>{QUESTION}" in plain
+
+
+def test_a_tokenizer_config_without_the_token_attributes_still_works(tiny_checkpoint, tmp_path):
+    """Older Qwen2.5-Omni tokenizer configs name no audio_token; the vocabulary has it."""
+    import json
+    import shutil
+
+    for f in tiny_checkpoint.iterdir():
+        if f.is_file():
+            shutil.copy2(f, tmp_path / f.name)
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    for key in ("audio_token", "audio_bos_token", "audio_eos_token", "image_token", "video_token",
+                "vision_bos_token", "vision_eos_token"):
+        config.pop(key, None)
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    processor = load_processor(tmp_path)
+    assert processor.audio_token == "<|AUDIO|>" and processor.audio_bos_token == "<|audio_bos|>"
+    batch = processor(text="<|audio_bos|><|AUDIO|><|audio_eos|>", audio=[synth.harmonic(150, 1.0)])
+    audio_id = processor.tokenizer.convert_tokens_to_ids("<|AUDIO|>")
+    assert int((batch["input_ids"] == audio_id).sum()) == audio_token_count(100)
