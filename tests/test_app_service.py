@@ -88,3 +88,28 @@ def test_live_pitch_traces_the_microphone_chunks():
     assert "220 Hz" in fig.layout.title.text and "prosody only" in fig.layout.title.text
     clip, cleared = h.live_done(state)
     assert clip[0] == 16_000 and len(clip[1]) == 32_000 and cleared is None
+
+
+def test_the_stop_button_ends_this_sessions_generation_only(service, tmp_path):
+    import soundfile as sf
+
+    from app.handlers import Handlers
+
+    class Session:  # what gr.Request carries that the handlers use
+        def __init__(self, key):
+            self.session_hash = key
+
+    path = tmp_path / "clip.wav"
+    sf.write(path, synth.harmonic(150, 1.5, syllable_hz=4.0), 16000)
+    h = Handlers(service, max_seconds=30)
+    h.stop(Session("a"))  # a stale press before anything runs
+    updates = []
+    for update in h.reason(str(path), 5000, 0.0, -1, Session("a")):
+        updates.append(update)
+        if len(updates) == 2:
+            h.stop(Session("b"))  # another user's Stop: no effect here
+        if len(updates) == 4:
+            h.stop(Session("a"))
+    final_text, scores, _ = updates[-1]
+    assert "ended by stopped" in final_text and len(scores) == 9
+    assert int(final_text.split("<sub>")[1].split(" tokens")[0]) < 200
