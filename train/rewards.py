@@ -113,14 +113,15 @@ class ProgressiveGate:
 
 
 def group_rewards(completions: list[str], label: str, judge_scores: list[dict[str, float]],
-                  gate_open: bool, weights: dict[str, float] | None = None) -> dict[str, list[float]]:
+                  gate_open: bool, weights: dict[str, float] | None = None,
+                  total_weights: tuple[float, float, float] = TOTAL_WEIGHTS) -> dict[str, list[float]]:
     """Every reward of one group of completions for one prompt: format, outcome, reasoning, the
     group's tau (repeated) and the total."""
     rf = [format_reward(c) for c in completions]
     ro = [outcome_reward(c, label) for c in completions]
     rt = [reasoning_reward(s, weights) for s in judge_scores]
     tau = trust_weight([o == 1.0 for o in ro], rt)
-    total = [total_reward(f, o, t, tau, gate_open) for f, o, t in zip(rf, ro, rt)]
+    total = [total_reward(f, o, t, tau, gate_open, total_weights) for f, o, t in zip(rf, ro, rt)]
     return {"format": rf, "outcome": ro, "reasoning": rt, "tau": [tau] * len(completions),
             "total": total}
 

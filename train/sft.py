@@ -26,7 +26,7 @@ import argparse
 import json
 import shutil
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,15 +69,9 @@ class Recipe:
 
     @classmethod
     def load(cls, path: str | Path, **overrides) -> "Recipe":
-        import yaml
+        from train.config import load_recipe
 
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-        raw.update({k: v for k, v in overrides.items() if v is not None})
-        known = {f.name for f in fields(cls)}
-        unknown = set(raw) - known
-        if unknown:
-            raise ValueError(f"unknown recipe keys: {sorted(unknown)}")
-        recipe = cls(**raw)
+        recipe = load_recipe(cls, path, **overrides)
         if recipe.mode not in ("full", "lora", "qlora"):
             raise ValueError(f"mode must be full, lora or qlora; got {recipe.mode!r}")
         if not set(recipe.train_parts) <= {"audio_encoder", "projector", "llm"}:
