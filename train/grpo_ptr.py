@@ -27,7 +27,8 @@ Where it departs from the textbook and from TRL:
 - One optimisation step per generation round (num_iterations = 1, TRL's default): the old policy
   is the current one, so rho = 1 in value but carries the gradient.
 - Groups are whole on each process (each process samples all K completions of its prompts), so
-  tau is exact per group with any number of processes; metrics are averaged across processes.
+  tau is exact per group with any number of processes; the gate counts every process's outcomes
+  (gathered), so all processes switch at the same step; logged metrics are means over processes.
 - No vLLM generation (transformers' generate only); the paper's trained reward model is not
   public, so the default judge is train.judges.ProsodyFactJudge.
 """
@@ -166,7 +167,7 @@ def train(recipe: Recipe) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     log = open(out / "metrics.jsonl", "a")
     for step in range(1, recipe.max_steps + 1):
-        stats, losses = [], []
+        stats, losses, outcomes = [], [], []
         for _ in range(recipe.prompts_per_step):
             record = rng.choice(records)
             label = normalize_label(record["emotion"])
@@ -214,20 +215,26 @@ def train(recipe: Recipe) -> Path:
                           "reasoning_reward": sum(r["reasoning"]) / k, "tau": r["tau"][0],
                           "reward": sum(totals) / k, "kl": kl,
                           "completion_tokens": float(mask.sum(1).float().mean())})
-            opened = gate.update(r["outcome"], step)
-            if opened:
-                print(f"step {step}: rolling accuracy {gate.accuracy:.2f} reached "
-                      f"{recipe.gate_threshold}: the reasoning reward is on", file=sys.stderr)
+            outcomes.extend(r["outcome"])
+        # every process sees every outcome, so all switch the reasoning reward on at one step
+        everyone = accelerator.gather(torch.tensor(outcomes, device=accelerator.device)).tolist()
+        if gate.update(everyone, step) and accelerator.is_main_process:
+            print(f"step {step}: rolling accuracy {gate.accuracy:.2f} reached "
+                  f"{recipe.gate_threshold}: the reasoning reward is on", file=sys.stderr)
         accelerator.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad()
-        if step % recipe.logging_steps == 0 and accelerator.is_main_process:
-            row = {"step": step, "loss": sum(losses) / len(losses),
-                   "phase": "reasoning" if gate.open else "outcome",
-                   "gate_opened_at": gate.opened_at_step}
-            row.update({key: sum(s[key] for s in stats) / len(stats) for key in stats[0]})
-            log.write(json.dumps(row) + "\n")
-            log.flush()
+        if step % recipe.logging_steps == 0:
+            local = {"loss": sum(losses) / len(losses)}
+            local.update({key: sum(s[key] for s in stats) / len(stats) for key in stats[0]})
+            keys = sorted(local)  # the mean over processes (each holds whole groups)
+            means = accelerator.gather(torch.tensor([[local[k] for k in keys]],
+                                                    device=accelerator.device)).mean(0).tolist()
+            if accelerator.is_main_process:
+                row = {"step": step, "phase": "reasoning" if gate.open else "outcome",
+                       "gate_opened_at": gate.opened_at_step, **dict(zip(keys, means))}
+                log.write(json.dumps(row) + "\n")
+                log.flush()
         if step % recipe.save_steps == 0 and accelerator.is_main_process:
             accelerator.unwrap_model(model).save_pretrained(out / f"checkpoint-{step}")
     log.close()
