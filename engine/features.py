@@ -33,6 +33,15 @@ OMNI_TOKENS = {"audio_token": "<|AUDIO|>", "audio_bos_token": "<|audio_bos|>",
                "vision_eos_token": "<|vision_eos|>"}  # Qwen2.5-Omni's special tokens
 
 
+def placeholder_ids(config, tokenizer) -> list[int]:
+    """The ids of the audio, image and video placeholder and boundary tokens: what a model must
+    never sample (a sampled placeholder breaks the next forward that carries audio)."""
+    names = ("audio_token_index", "image_token_index", "video_token_index", "audio_start_token_id",
+             "audio_end_token_id", "vision_start_token_id", "vision_end_token_id")
+    ids = {getattr(config, n, None) for n in names} | {tokenizer.convert_tokens_to_ids("<|vision_pad|>")}
+    return sorted(i for i in ids if isinstance(i, int) and i >= 0)
+
+
 def audio_token_count(n_frames: int) -> int:
     """Audio tokens the thinker makes from `n_frames` mel frames (two stride-2 stages: 25/s)."""
     after_conv = (n_frames - 1) // 2 + 1

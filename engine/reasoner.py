@@ -97,12 +97,9 @@ class Reasoner:
         self.tokenizer = self.processor.tokenizer
         self.prompt = self.processor.apply_chat_template(
             build_messages(audio_prefix), add_generation_prompt=True, tokenize=False)
-        cfg = self.model.config
-        ids = {cfg.audio_token_index, cfg.image_token_index, cfg.video_token_index,
-               cfg.audio_start_token_id, cfg.audio_end_token_id,
-               getattr(cfg, "vision_start_token_id", None), getattr(cfg, "vision_end_token_id", None),
-               self.tokenizer.convert_tokens_to_ids("<|vision_pad|>")}
-        self.suppressed = sorted(i for i in ids if isinstance(i, int) and i >= 0)
+        from engine.features import placeholder_ids
+
+        self.suppressed = placeholder_ids(self.model.config, self.tokenizer)
         self._lock = threading.Lock()
 
     def inputs(self, clip: Clip):

@@ -81,15 +81,14 @@ def generate_batch(loaded, clips, max_new_tokens: int, temperature: float = 0.0)
     """Batched generation for several clips with the released prompt (left-padded)."""
     import torch
 
+    from engine.features import placeholder_ids
     from engine.prompts import build_messages
 
     processor, model = loaded.processor, loaded.model
     prompt = processor.apply_chat_template(build_messages(), add_generation_prompt=True, tokenize=False)
     batch = processor(text=[prompt] * len(clips), audio=[c.samples for c in clips],
                       padding=True, padding_side="left").to(model.device)
-    cfg = model.config
-    suppress = [cfg.audio_token_index, cfg.image_token_index, cfg.video_token_index,
-                cfg.audio_start_token_id, cfg.audio_end_token_id]
+    suppress = placeholder_ids(model.config, processor.tokenizer)
     sampling = ({"do_sample": True, "temperature": temperature} if temperature > 0 else
                 {"do_sample": False, "temperature": None, "top_p": None, "top_k": None})
     with torch.inference_mode():

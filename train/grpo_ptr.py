@@ -43,10 +43,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PLACEHOLDERS = ("audio_token_index", "image_token_index", "video_token_index",
-                "audio_start_token_id", "audio_end_token_id")
-
-
 @dataclass
 class Recipe:
     model: str  # the starting point, e.g. the SFT result (EmotionThinker-Base)
@@ -131,6 +127,7 @@ def train(recipe: Recipe) -> Path:
     from accelerate import Accelerator
 
     from engine.audio import load_audio
+    from engine.features import placeholder_ids
     from engine.parse import normalize_label, parse
     from engine.prompts import LABELS, build_messages
     from engine.prosody import analyze
@@ -157,8 +154,7 @@ def train(recipe: Recipe) -> Path:
     model, optimizer = accelerator.prepare(model, optimizer)
     processor, tokenizer = loaded.processor, loaded.processor.tokenizer
     prompt = processor.apply_chat_template(build_messages(), add_generation_prompt=True, tokenize=False)
-    config = accelerator.unwrap_model(model).config
-    suppress = [getattr(config, n) for n in PLACEHOLDERS if getattr(config, n, None) is not None]
+    suppress = placeholder_ids(accelerator.unwrap_model(model).config, tokenizer)
     eos = set(_as_list(loaded.model.generation_config.eos_token_id))
     fact_judge = ProsodyFactJudge()
     judge = fact_judge if recipe.judge == "fact" else ModelJudge(recipe.judge)
