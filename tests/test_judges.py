@@ -70,7 +70,7 @@ def test_model_answers_are_parsed_robustly(text, ok):
 def test_model_judge_runs_a_local_model_and_caches(tiny_checkpoint, tmp_path, monkeypatch):
     """The tiny checkpoint's language model as the judge: its answers are noise, so the score is
     None (callers fall back to the fact judge), but the whole path runs and the cache is used."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig
 
     # a text-only causal LM with the tiny tokenizer: the thinker's text model, saved as Qwen2
     from transformers import Qwen2Config, Qwen2ForCausalLM

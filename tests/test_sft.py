@@ -4,7 +4,6 @@ learnt, a fixed batch is overfitted, and the result loads back through the engin
 import json
 
 import pytest
-import torch
 
 from train.sft import IGNORE, Collator, Recipe, prepare_model, train
 

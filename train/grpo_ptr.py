@@ -41,7 +41,7 @@ import random
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
 
 @dataclass
 class Recipe:
