@@ -111,7 +111,7 @@ def build(settings: Settings, service: ModelService) -> gr.Blocks:
 
         # --- wiring ----------------------------------------------------------------------------
         prosody_io = dict(inputs=[audio, unit], outputs=[plot, summary, measurements])
-        audio.change(h.prosody, api_name="prosody", **prosody_io)
+        audio.change(h.prosody, api_name="prosody", queue=False, show_progress="hidden", **prosody_io)
         unit.change(h.prosody, api_visibility="private", **prosody_io)
         settings_in = [max_tokens, temperature, seed]
         reason_event = analyse.click(h.prosody, api_visibility="private", **prosody_io).then(
