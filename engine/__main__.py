@@ -30,15 +30,9 @@ from typing import Any
 from engine.audio import MAX_SECONDS
 
 
-def analyze_file(path: str, *, max_seconds: float = MAX_SECONDS, gender: str | None = None,
-                 contours: bool = True) -> dict[str, Any]:
-    """The CLI's JSON object for one file (raises AudioError for unusable audio)."""
-    return measure_file(path, max_seconds=max_seconds, gender=gender, contours=contours)[0]
-
-
 def measure_file(path: str, *, max_seconds: float = MAX_SECONDS, gender: str | None = None,
                  contours: bool = True):
-    """(JSON object, Clip, ProsodyReport) for one file."""
+    """(the CLI's JSON object, Clip, ProsodyReport) for one file; AudioError for unusable audio."""
     from engine.audio import load_audio
     from engine.describe import describe
     from engine.prosody import analyze

@@ -85,7 +85,7 @@ def test_uploads_over_the_size_limit_are_refused(client, tmp_path):
 
     big = tmp_path / "big.wav"
     sf.write(big, np.zeros(16000 * 70, np.float32), 16000, subtype="FLOAT")  # 4.5 MB > 2 MB
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="exceeds the maximum file size of 2097152 bytes"):
         client.predict(handle_file(str(big)), "Hz", api_name="/prosody")
 
 
