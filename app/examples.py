@@ -3,7 +3,7 @@
     python -m app.examples          # (re)make them; needs espeak-ng (apt-get install espeak-ng)
 
 How they are made (so a teacher can say what changed): espeak-ng speaks the sentence with its own
-pitch, range, rate and amplitude controls, and Praat's PSOLA (engine.manipulate) changes the
+pitch, range, rate and amplitude controls, and Praat's PSOLA (engine.prosody.manipulate) changes the
 neutral take's pitch, range, tempo and loudness by known amounts. They are synthetic speech:
 good for showing how prosody is measured; the model's emotion for them is whatever it is.
 """
@@ -44,9 +44,9 @@ def example_paths() -> list[str]:
 def make() -> None:
     import soundfile as sf
 
-    from engine import synth
+    from engine.prosody import synth
     from engine.audio import from_array
-    from engine.manipulate import manipulate
+    from engine.prosody.manipulate import manipulate
 
     EXAMPLE_DIR.mkdir(parents=True, exist_ok=True)
     neutral = None

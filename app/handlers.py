@@ -15,7 +15,7 @@ from app.service import Busy, ModelService, Waiting
 from engine.audio import AudioError, Clip, from_array, load_audio
 from engine.grounding import check
 from engine.prosody import ProsodyReport, analyze
-from engine.reasoner import Answer, Done, GenerationError, TextDelta
+from engine.reasoning.reasoner import Answer, Done, GenerationError, TextDelta
 
 STREAM_EVERY_S = 0.05  # coalesce token updates: ~20 screen updates a second
 LIVE_WINDOW_S = 4.0  # the tuner shows the last seconds of the microphone
@@ -54,7 +54,7 @@ class Handlers:
 
     def manipulate(self, audio_path, shift_st, pitch_range, tilt_st, tempo, gain_db):
         """The prosody lab: the clip re-synthesised with changed prosody, contours overlaid."""
-        from engine.manipulate import manipulate
+        from engine.prosody.manipulate import manipulate
 
         if not audio_path:
             raise gr.Error("Record or upload a clip on the Analyse tab first.")
@@ -70,7 +70,7 @@ class Handlers:
 
     def live_pitch(self, state, chunk):
         """The tuner: append a microphone chunk and redraw the last seconds' pitch."""
-        from engine.pitch import frame_times, track_pitch
+        from engine.prosody.pitch import frame_times, track_pitch
 
         if chunk is None:
             return gr.skip(), state

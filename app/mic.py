@@ -64,7 +64,7 @@ def record(sd, max_seconds: float) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     import soundfile as sf
 
-    from engine.__main__ import main as engine_main
+    from engine.cli import main as engine_main
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--max-seconds", type=float, default=120.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 
 from engine.audio import Clip
-from engine.describe import describe
+from engine.prosody.describe import describe
 from engine.prosody import ProsodyReport
 
 # plain marks that every system font has (no colour-emoji font needed)

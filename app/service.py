@@ -53,7 +53,7 @@ class ModelService:
 
     def reason(self, clip: Clip, stop: threading.Event, **options) -> Iterator[object]:
         """Yield Waiting(position) while in line, then the Reasoner's events for `clip`."""
-        from engine.reasoner import ReasonerBusy
+        from engine.reasoning.reasoner import ReasonerBusy
 
         if self.reasoner is None:
             raise RuntimeError(f"the model is {self.state}: {self.message}")
@@ -86,8 +86,8 @@ class ModelService:
                     self._waiting -= 1
 
     def _load(self) -> None:
-        from engine.model import ModelUnavailable, load_model
-        from engine.reasoner import Reasoner
+        from engine.reasoning.model import ModelUnavailable, load_model
+        from engine.reasoning.reasoner import Reasoner
 
         start = time.perf_counter()
         try:

@@ -17,7 +17,7 @@ from app.examples import EXAMPLE_DIR, example_paths
 from app.handlers import Handlers
 from app.service import ModelService
 from app.settings import Settings
-from engine.prompts import LABELS
+from engine.reasoning.prompts import LABELS
 
 TITLE = "EmotionThinker, explained: how it was said, and what the model makes of it"
 INTRO = ("Speak or upload a clip. The plot shows **how** it was said — pitch and loudness as "

@@ -5,7 +5,7 @@
     python bench/engine.py --model DIR --quants nf4 bf16 --seconds 5 10 30 --new-tokens 256
 
 For each quantisation (nf4, nf4 with the audio encoder quantised too, bf16; fp32 as well on a CPU)
-it loads the model through `engine.model.load_model` (the users' path), warms it up, then streams
+it loads the model through `engine.reasoning.model.load_model` (the users' path), warms it up, then streams
 the reasoning for 5, 10 and 30 s clips and prints what a user sees: time to first token (feature
 extraction + prefill), decode tokens per second as they arrive in the stream, the time to score
 the nine labels, and peak memory (GPU: torch's peak allocation; CPU: the process's peak RSS,
@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine import synth  # noqa: E402
+from engine.prosody import synth  # noqa: E402
 from engine.audio import from_array  # noqa: E402
 
 NF4_BYTES_PER_WEIGHT = 0.5 + (8 / 64 + 32 / (64 * 256)) / 8  # 4 bits + double-quantised absmax
@@ -43,7 +43,7 @@ def peak_memory_gib(device: str) -> float:
 
 
 def feature_times() -> None:
-    from engine.features import log_mel
+    from engine.reasoning.features import log_mel
     from transformers import WhisperFeatureExtractor
 
     fe = WhisperFeatureExtractor(feature_size=128, chunk_length=300, return_attention_mask=True)
@@ -59,10 +59,10 @@ def weight_table() -> None:
     import torch
     from transformers.models.qwen2_5_omni import Qwen2_5OmniThinkerForConditionalGeneration
 
-    from engine.tiny import build_tokenizer, thinker_config
+    from engine.reasoning.tiny import build_tokenizer, thinker_config
 
     cfg = thinker_config(build_tokenizer(tempfile.mkdtemp()), full_size=True)
-    cfg.vision_config.depth = 0  # as engine.model loads it
+    cfg.vision_config.depth = 0  # as engine.reasoning.model loads it
     with torch.device("meta"):
         model = Qwen2_5OmniThinkerForConditionalGeneration._from_config(cfg, dtype=torch.bfloat16)
     parts = {"audio_tower": [0, 0], "model": [0, 0], "lm_head": [0, 0]}
@@ -90,8 +90,8 @@ def bench_quant(path: str, quant: str, quantize_audio: bool, seconds: list[float
                 repeats: int, device: str) -> None:
     import torch
 
-    from engine.model import load_model
-    from engine.reasoner import Done, Reasoner
+    from engine.reasoning.model import load_model
+    from engine.reasoning.reasoner import Done, Reasoner
 
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
@@ -169,7 +169,7 @@ def main() -> None:
     quants = args.quants or (["nf4", "nf4+audio", "bf16"] + ([] if device.startswith("cuda") else ["fp32"]))
     path = args.model
     if path is None:
-        from engine.tiny import build
+        from engine.reasoning.tiny import build
 
         target = Path(args.dir or tempfile.mkdtemp())
         kind = "7B-shaped" if args.full_size else "tiny"

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def make_corpus(folder: Path, n: int = 24, seed: int = 0) -> Path:
     import soundfile as sf
 
-    from engine import synth
+    from engine.prosody import synth
 
     rng = random.Random(seed)
     (folder / "clips").mkdir(parents=True, exist_ok=True)
@@ -55,7 +55,7 @@ def make_corpus(folder: Path, n: int = 24, seed: int = 0) -> Path:
 
 
 def main() -> None:
-    from engine.tiny import build
+    from engine.reasoning.tiny import build
     from train import grpo_ptr, sft
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -4,7 +4,7 @@
     python bench/prosody.py --seconds 1 10     # a quicker table
 
 Runs on one core (CPU affinity and single-threaded BLAS), on espeak-ng speech (sentences with
-varied pitch and rate, concatenated to length; engine.synth.speechlike if espeak-ng is missing).
+varied pitch and rate, concatenated to length; engine.prosody.synth.speechlike if espeak-ng is missing).
 Prints the median wall time of the whole `analyze` (decode excluded: the clip is in memory) and
 of pYIN (55-500 Hz, frame 1024, hop 160 at 16 kHz, as the reference pipeline runs it) on the
 same clips, and their ratio. Target (issue 2): 10 s in <= 50 ms, >= 100x faster than pYIN.
@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine import synth  # noqa: E402
+from engine.prosody import synth  # noqa: E402
 from engine.audio import SAMPLE_RATE_HZ, from_array, resample  # noqa: E402
 from engine.prosody import analyze  # noqa: E402
 

@@ -9,12 +9,13 @@ claim with the ProsodyReport:
 - not measured: the measurement is missing or unreliable (silence, too little voicing).
 Each claim carries the measured value in words, so a reader can judge for themselves.
 
-What a claim is checked against (the levels come from engine/levels.py; thresholds below):
-pitch level -> levels.pitch; pitch range -> range in semitones (wide > 6 st, narrow < 4 st);
+What a claim is checked against (the levels come from engine/prosody/levels.py; thresholds below):
+pitch level -> levels.pitch; pitch range -> range in semitones (wide > 9 st, narrow < 3 st);
 rising / falling -> the intonation shape; loudness -> levels.energy (recording gain moves it);
 pace -> levels.speed (articulation rate); pauses -> pause count; trembling -> local jitter
 (> 1 %); breathy / hoarse -> HNR (< 7 dB); whisper -> voicing (< 30 % of speech voiced) or HNR
-(< 3 dB). The model may mean "higher than this speaker's usual pitch": one clip cannot show a
+(< 3 dB). Every threshold is engine/prosody/levels.py's, the same that the summary (describe)
+uses, so the two never disagree. The model may mean "higher than this speaker's usual pitch": one clip cannot show a
 speaker's usual, so its words are held to population norms, and the measured value is shown.
 """
 
@@ -24,11 +25,8 @@ import re
 from dataclasses import asdict, dataclass
 
 from engine.prosody import ProsodyReport
+from engine.prosody.levels import is_rough, is_unsteady, is_whisper, range_level
 
-WIDE_RANGE_ST, NARROW_RANGE_ST = 6.0, 4.0  # pitch range in semitones (p5-p95)
-TREMBLING_JITTER = 0.01  # local jitter above 1 % is audible unsteadiness
-BREATHY_HNR_DB = 7.0  # harmonics-to-noise ratio under this sounds breathy or hoarse
-WHISPER_VOICED_FRACTION, WHISPER_HNR_DB = 0.3, 3.0
 NEGATION_WINDOW = 3  # words before a phrase searched for a negation
 NEGATIONS = {"not", "no", "never", "without", "lacks", "lacking", "isn't", "wasn't", "aren't",
              "doesn't", "didn't", "nor", "neither", "hardly", "barely", "rather than", "instead of"}
@@ -145,8 +143,8 @@ def _pitch_range(r: ProsodyReport, value: str):
     rng = r.pitch.range_st
     if rng is None or not r.pitch.reliable:
         return None, "pitch range not reliably measured"
-    holds = rng > WIDE_RANGE_ST if value == "wide" else rng < NARROW_RANGE_ST
-    return holds, f"range {rng:.1f} semitones"
+    level = range_level(rng)
+    return level == value, f"range {rng:.1f} semitones ({level})"
 
 
 def _contour(r: ProsodyReport, value: str):
@@ -184,16 +182,15 @@ def _voice(r: ProsodyReport, value: str):
         if r.pitch.voiced_fraction is None:
             return None, "no speech found"
         hnr = f", HNR {v.hnr_db:.0f} dB" if v.hnr_db is not None else ""
-        holds = r.pitch.voiced_fraction < WHISPER_VOICED_FRACTION or (
-            v.hnr_db is not None and v.hnr_db < WHISPER_HNR_DB)
-        return holds, f"{100 * r.pitch.voiced_fraction:.0f} % of speech voiced{hnr}"
+        measured = f"{100 * r.pitch.voiced_fraction:.0f} % of speech voiced{hnr}"
+        return is_whisper(r.pitch.voiced_fraction, v.hnr_db), measured
     if value == "trembling":
         if v.jitter_local is None:
             return None, "jitter not measured"
-        return v.jitter_local > TREMBLING_JITTER, f"jitter {100 * v.jitter_local:.2f} %"
+        return is_unsteady(v.jitter_local), f"jitter {100 * v.jitter_local:.2f} %"
     if v.hnr_db is None:
         return None, "HNR not measured"
-    return v.hnr_db < BREATHY_HNR_DB, f"HNR {v.hnr_db:.1f} dB"
+    return is_rough(v.hnr_db), f"HNR {v.hnr_db:.1f} dB"
 
 
 _MEASURE = {"pitch_level": _pitch_level, "pitch_range": _pitch_range, "contour": _contour,

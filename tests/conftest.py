@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from engine import synth
+from engine.prosody import synth
 
 SENTENCE = "She said the meeting would start at nine, but nobody came until ten."
 
@@ -20,7 +20,7 @@ def espeak_sentence() -> tuple[np.ndarray, int]:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """A tiny random-weight checkpoint in the released (full Omni, sharded) layout."""
-    from engine.tiny import build
+    from engine.reasoning.tiny import build
 
     return build(tmp_path_factory.mktemp("tiny") / "ckpt")
 
@@ -28,14 +28,14 @@ def tiny_checkpoint(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_model(tiny_checkpoint):
     """The tiny checkpoint loaded through the users' loader (fp32 on the CPU)."""
-    from engine.model import load_model
+    from engine.reasoning.model import load_model
 
     return load_model(str(tiny_checkpoint))
 
 
 @pytest.fixture(scope="session")
 def reasoner(tiny_model):
-    from engine.reasoner import Reasoner
+    from engine.reasoning.reasoner import Reasoner
 
     return Reasoner(tiny_model)
 

@@ -5,7 +5,7 @@ import plotly.io as pio
 import pytest
 import soundfile as sf
 
-from engine import synth
+from engine.prosody import synth
 from engine.audio import load_audio
 from engine.prosody import analyze
 

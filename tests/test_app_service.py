@@ -6,9 +6,9 @@ import time
 import pytest
 
 from app.service import Busy, ModelService, Waiting
-from engine import synth
+from engine.prosody import synth
 from engine.audio import from_array
-from engine.reasoner import Done, TextDelta
+from engine.reasoning.reasoner import Done, TextDelta
 
 
 @pytest.fixture(scope="module")

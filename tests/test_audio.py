@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engine import synth
+from engine.prosody import synth
 from engine.audio import MAX_FILE_BYTES, AudioError, from_array, load_audio
 
 SR = 16_000

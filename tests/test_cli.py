@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engine import synth
+from engine.prosody import synth
 
 CONTRACT = {
     "pitch": {"median_hz", "p5_hz", "p95_hz", "range_st", "std_st", "voiced_fraction", "reliable"},

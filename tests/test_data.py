@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from engine.prompts import QUESTION, SYSTEM_PROMPT
+from engine.reasoning.prompts import QUESTION, SYSTEM_PROMPT
 from train.data import assistant_text, build_samples, sample_audio
 
 

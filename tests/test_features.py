@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from engine import synth
-from engine.features import audio_token_count, load_processor, log_mel
+from engine.prosody import synth
+from engine.reasoning.features import audio_token_count, load_processor, log_mel
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_placeholder_and_clip_counts_must_agree(processor):
 
 
 def test_prompt_is_the_released_models_byte_for_byte(processor):
-    from engine.prompts import QUESTION, SYSTEM_PROMPT, build_messages
+    from engine.reasoning.prompts import QUESTION, SYSTEM_PROMPT, build_messages
 
     text = processor.apply_chat_template(build_messages(), add_generation_prompt=True, tokenize=False)
     assert text == (f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n"

@@ -4,8 +4,8 @@ analyses of synthetic signals whose prosody is known)."""
 import numpy as np
 import pytest
 
-from engine import synth
 from engine.audio import from_array
+from engine.prosody import synth
 from engine.grounding import agreement, check, find_claims
 from engine.prosody import analyze
 
@@ -16,8 +16,8 @@ def report_of(x):
 
 @pytest.fixture(scope="module")
 def high_rising_loud():
-    # 260 -> 420 Hz over 2 s (8.3 st, p5-p95 ~7.5 st), -12 dBFS while speaking
-    return report_of(synth.harmonic(lambda t: 260 * (420 / 260) ** (t / 2), 2.0, syllable_hz=4.0,
+    # 200 -> 420 Hz over 2 s (12.8 st, p5-p95 ~11.5 st: wide), -12 dBFS while speaking
+    return report_of(synth.harmonic(lambda t: 200 * (420 / 200) ** (t / 2), 2.0, syllable_hz=4.0,
                                     level_dbfs=-12.0))
 
 
@@ -43,7 +43,7 @@ def test_claims_that_match_the_audio_are_supported(high_rising_loud):
                                 ("contour", "rising", False, "supported"),
                                 ("loudness", "loud", False, "supported"),
                                 ("pitch_range", "wide", False, "supported")]
-    assert claims[0].measured.startswith("median 3") and "(high)" in claims[0].measured
+    assert claims[0].measured.startswith("median 2") and "(high)" in claims[0].measured
     assert agreement(claims) == 1.0
 
 
@@ -108,3 +108,33 @@ def test_claims_serialise():
     report = report_of(synth.harmonic(150, 1.0, syllable_hz=4.0))
     d = check("loud", report)[0].to_dict()
     assert set(d) == {"text", "start", "end", "attribute", "value", "negated", "verdict", "measured"}
+
+
+@pytest.mark.parametrize("range_st", [0.5, 2.9, 3.1, 6.4, 8.9, 9.1, 14.0])
+def test_the_summary_and_the_claim_check_use_the_same_range_words(high_rising_loud, range_st):
+    """A summary saying "moderate (6.4 semitones)" never sits beside a supported "wide range"."""
+    from dataclasses import replace
+
+    from engine.prosody import describe
+
+    report = replace(high_rising_loud, pitch=replace(high_rising_loud.pitch, range_st=range_st))
+    summary = describe(report)[0]
+    wide, narrow = (check(f"The speaker has a {w}.", report)[0].verdict
+                    for w in ("wide pitch range", "narrow pitch range"))
+    assert ("wide and lively" in summary) == (wide == "supported")
+    assert ("narrow, close to a monotone" in summary) == (narrow == "supported")
+    assert ("moderate" in summary) == (wide == narrow == "contradicted")
+
+
+@pytest.mark.parametrize("hnr_db,jitter", [(3.0, 0.002), (6.9, 0.02), (7.1, 0.009), (20.0, 0.011)])
+def test_the_summary_and_the_claim_check_use_the_same_voice_words(high_rising_loud, hnr_db, jitter):
+    from dataclasses import replace
+
+    from engine.prosody import describe
+
+    report = replace(high_rising_loud,
+                     voice=replace(high_rising_loud.voice, hnr_db=hnr_db, jitter_local=jitter))
+    voice = describe(report)[-1]
+    assert voice.startswith("Voice:")
+    assert ("breathy or hoarse" in voice) == (check("a breathy voice", report)[0].verdict == "supported")
+    assert ("unsteady" in voice) == (check("a trembling voice", report)[0].verdict == "supported")

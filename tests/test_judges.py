@@ -3,7 +3,7 @@ model judge's answer parsing and caching."""
 
 import pytest
 
-from engine import synth
+from engine.prosody import synth
 from engine.audio import from_array
 from engine.prosody import analyze
 from train.judges import ModelJudge, ProsodyFactJudge, parse_scores

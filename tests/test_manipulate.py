@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from engine import synth
+from engine.prosody import synth
 from engine.audio import AudioError, from_array
-from engine.manipulate import manipulate
+from engine.prosody.manipulate import manipulate
 from engine.prosody import analyze
 
 

@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from engine.model import ModelUnavailable, load_model, thinker_shards
+from engine.reasoning.model import ModelUnavailable, load_model, thinker_shards
 
 
 def test_full_omni_layout_loads_only_the_thinker(tiny_model, tiny_checkpoint):
@@ -33,7 +33,7 @@ def test_full_omni_layout_loads_only_the_thinker(tiny_model, tiny_checkpoint):
 
 
 def test_thinker_only_layout_loads_the_same_way(tmp_path):
-    from engine.tiny import build
+    from engine.reasoning.tiny import build
 
     path = build(tmp_path / "thinker", thinker_only=True)
     m = load_model(str(path))
@@ -91,7 +91,7 @@ def test_no_cuda_means_no_automatic_16gb_download():
 
 def _load_in_subprocess(env_extra, tmp_path):
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), **env_extra}
-    code = ("from engine.model import load_model, ModelUnavailable\n"
+    code = ("from engine.reasoning.model import load_model, ModelUnavailable\n"
             "try:\n    load_model('ddwang2000/EmotionThinker', device='cpu')\n"
             "except ModelUnavailable as e:\n    print('UNAVAILABLE:', e)\n")
     start = time.perf_counter()
@@ -118,7 +118,7 @@ def test_unreachable_hub_fails_in_seconds_saying_why(tmp_path):
 def test_download_progress_reaches_the_status_line():
     import io
 
-    from engine.model import _progress_bar
+    from engine.reasoning.model import _progress_bar
 
     said = []
     bar = _progress_bar(said.append, "org/model")(total=4, file=io.StringIO())

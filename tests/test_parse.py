@@ -2,8 +2,8 @@
 
 import pytest
 
-from engine.parse import SYNONYMS, StreamParser, format_ok, normalize_label, parse
-from engine.prompts import LABELS
+from engine.reasoning.parse import SYNONYMS, StreamParser, format_ok, normalize_label, parse
+from engine.reasoning.prompts import LABELS
 
 
 def stream(chunks):

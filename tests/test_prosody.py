@@ -1,11 +1,11 @@
-"""Praat prosody analysis on signals whose truth is known (engine.synth, espeak-ng)."""
+"""Praat prosody analysis on signals whose truth is known (engine.prosody.synth, espeak-ng)."""
 
 import json
 
 import numpy as np
 import pytest
 
-from engine import synth
+from engine.prosody import synth
 from engine.audio import from_array
 from engine.prosody import analyze
 
@@ -62,7 +62,7 @@ def test_no_octave_errors_on_a_low_male_voice():
 
 
 def test_octave_repair_moves_isolated_jumps_back():
-    from engine.pitch import repair_octaves
+    from engine.prosody.pitch import repair_octaves
 
     f = np.full(40, 150.0)
     f[10] = 300.0  # a doubling
@@ -253,7 +253,7 @@ def test_stereo_equals_mono_and_sample_rate_does_not_matter():
 
 
 def test_levels_follow_norms_and_gender():
-    from engine.levels import LevelNorms
+    from engine.prosody.levels import LevelNorms
 
     low = report(synth.harmonic(95, 1.5, syllable_hz=4.0))
     high = report(synth.harmonic(290, 1.5, syllable_hz=4.0))
@@ -292,8 +292,8 @@ def test_contours_share_a_10ms_axis_and_serialise():
 
 
 def test_frame_levels_match_a_direct_computation():
-    from engine.pitch import frame_times
-    from engine.prosody import frame_levels
+    from engine.prosody.pitch import frame_times
+    from engine.prosody.analysis import frame_levels
 
     x = np.random.default_rng(0).standard_normal(16_037).astype(np.float32) * 0.1
     times = frame_times(len(x) / SR)
@@ -306,7 +306,7 @@ def test_frame_levels_match_a_direct_computation():
 def test_smoothing_matches_scipy_savgol():
     from scipy.signal import savgol_filter
 
-    from engine.intonation import smooth
+    from engine.prosody.intonation import smooth
 
     y = np.cumsum(np.random.default_rng(0).standard_normal(57))
     np.testing.assert_allclose(smooth(y), savgol_filter(y, 9, 2, mode="interp"), atol=1e-9)

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine import synth
+from engine.prosody import synth
 from engine.audio import from_array
-from engine.prompts import LABEL_OPTIONS, LABELS
-from engine.reasoner import Answer, Done, GenerationError, ReasonerBusy, TextDelta
+from engine.reasoning.prompts import LABEL_OPTIONS, LABELS
+from engine.reasoning.reasoner import Answer, Done, GenerationError, ReasonerBusy, TextDelta
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_scores_cover_nine_labels_and_sum_to_one(reasoner, clip):
 
 def test_scores_equal_a_direct_computation(reasoner, clip):
     """Without the shared cache: one full forward per label over prompt + reasoning + label."""
-    from engine.scores import _common_prefix_len, answer_prefix, score_labels
+    from engine.reasoning.scores import _common_prefix_len, answer_prefix, score_labels
 
     inputs = reasoner.inputs(clip)
     for generated in ("<think> low pitch and slow </think><answer> ",   # an answer was begun
@@ -81,7 +81,7 @@ def test_scores_equal_a_direct_computation(reasoner, clip):
 
 
 def test_answer_prefix_uses_the_models_own_whitespace():
-    from engine.scores import answer_prefix
+    from engine.reasoning.scores import answer_prefix
 
     assert answer_prefix("<think>x</think><answer>\n") == ("<think>x</think><answer>", "\n", False)
     assert answer_prefix("<think>x</think><answer>") == ("<think>x</think><answer>", "", False)
@@ -142,8 +142,8 @@ def test_an_error_inside_generation_reaches_the_caller(reasoner, clip):
 
 
 def test_nf4_path_end_to_end_on_cpu(tiny_checkpoint, clip):
-    from engine.model import load_model
-    from engine.reasoner import Reasoner
+    from engine.reasoning.model import load_model
+    from engine.reasoning.reasoner import Reasoner
 
     r = Reasoner(load_model(str(tiny_checkpoint), quant="nf4"))
     deltas, answer, done = run(r, clip, max_new_tokens=12)

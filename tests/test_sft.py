@@ -71,8 +71,8 @@ def test_a_fixed_batch_is_overfitted_and_the_audio_reaches_every_step(
 def test_the_result_loads_back_through_the_engine_and_reasons(tmp_path, tiny_checkpoint,
                                                               labelled_corpus):
     from engine.audio import load_audio
-    from engine.model import load_model
-    from engine.reasoner import Done, Reasoner
+    from engine.reasoning.model import load_model
+    from engine.reasoning.reasoner import Done, Reasoner
 
     recipe = Recipe.load(recipe_file(tmp_path, tiny_checkpoint, labelled_corpus, max_steps=3,
                                      merge=True))

@@ -6,11 +6,11 @@
     audio = sample_audio(samples[0], base_dir)     # 16 kHz float32, made on demand
 
 Tasks (paper-notes §4):
-1. "emotion": the released model's exact prompt (engine.prompts), answered with
+1. "emotion": the released model's exact prompt (engine.reasoning.prompts), answered with
    `<think>cot_analysis</think><answer>label</answer>`;
 2. "attributes": multiple choice on pitch / energy / speed level and intonation shape, answered
    with the measured label;
-3. "comparative": two or three versions of one clip made with engine.manipulate (pitch shifted,
+3. "comparative": two or three versions of one clip made with engine.prosody.manipulate (pitch shifted,
    tempo changed or level changed by known amounts), joined by short silences; the question asks
    which version is highest / fastest / loudest, or to order them;
 4. "caption": speaker traits and prosody in a sentence, from whatever fields exist.
@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.parse import normalize_label
-from engine.prompts import ANSWER_CLOSE, ANSWER_OPEN, LABELS, THINK_CLOSE, THINK_OPEN, build_messages
+from engine.reasoning.parse import normalize_label
+from engine.reasoning.prompts import ANSWER_CLOSE, ANSWER_OPEN, LABELS, THINK_CLOSE, THINK_OPEN, build_messages
 
 DEFAULT_RECIPE = {"emotion": 0.4, "attributes": 0.3, "comparative": 0.2, "caption": 0.1}
 GAP_S = 0.4  # silence between the versions of a comparative sample
@@ -78,7 +78,7 @@ def build_samples(records: list[dict[str, Any]], recipe: dict[str, float] | None
 def sample_audio(sample: dict[str, Any], base_dir: str | Path = ".") -> np.ndarray:
     """The sample's audio as 16 kHz float32 (versions joined by silence for comparisons)."""
     from engine.audio import load_audio
-    from engine.manipulate import manipulate
+    from engine.prosody.manipulate import manipulate
 
     spec = sample["audio"]
     path = Path(spec["path"])

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.parse import normalize_label, parse
-from engine.prompts import LABELS
+from engine.reasoning.parse import normalize_label, parse
+from engine.reasoning.prompts import LABELS
 
 # How common corpora's labels map to the nine (None: left out of the evaluation).
 LABEL_MAPS: dict[str, dict[str, str | None]] = {
@@ -81,8 +81,8 @@ def generate_batch(loaded, clips, max_new_tokens: int, temperature: float = 0.0)
     """Batched generation for several clips with the released prompt (left-padded)."""
     import torch
 
-    from engine.features import placeholder_ids
-    from engine.prompts import build_messages
+    from engine.reasoning.features import placeholder_ids
+    from engine.reasoning.prompts import build_messages
 
     processor, model = loaded.processor, loaded.model
     prompt = processor.apply_chat_template(build_messages(), add_generation_prompt=True, tokenize=False)
@@ -102,7 +102,7 @@ def evaluate(model: str, data: Path, out: Path, judge: str = "fact", batch_size:
              device: str = "auto") -> dict[str, Any]:
     from engine.audio import load_audio
     from engine.grounding import agreement, check
-    from engine.model import load_model
+    from engine.reasoning.model import load_model
     from engine.prosody import analyze
     from train.judges import ModelJudge, ProsodyFactJudge
 

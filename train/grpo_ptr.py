@@ -5,7 +5,7 @@
 
 What is implemented (paper-notes §5). Per prompt (a clip and the released question), K
 completions are sampled from the policy (K = 8). Each gets the format reward R_f, the outcome
-reward R_o (engine.parse, as the app reads answers), and the reasoning reward R_t = sum_j w_j g_j/5
+reward R_o (engine.reasoning.parse, as the app reads answers), and the reasoning reward R_t = sum_j w_j g_j/5
 from a judge's four 1-5 scores (train.judges; equal weights). The group's trust weight tau
 (1 if the correct completions reason at least as well as the wrong ones, else exp(c - w); 1 for a
 group without correct or without wrong completions: an assumption) multiplies R_t in the total
@@ -127,9 +127,9 @@ def train(recipe: Recipe) -> Path:
     from accelerate import Accelerator
 
     from engine.audio import load_audio
-    from engine.features import placeholder_ids
-    from engine.parse import normalize_label, parse
-    from engine.prompts import LABELS, build_messages
+    from engine.reasoning.features import placeholder_ids
+    from engine.reasoning.parse import normalize_label, parse
+    from engine.reasoning.prompts import LABELS, build_messages
     from engine.prosody import analyze
     from train.judges import ModelJudge, ProsodyFactJudge
     from train.rewards import ProgressiveGate, group_rewards
@@ -146,7 +146,7 @@ def train(recipe: Recipe) -> Path:
     model, loaded = prepare_model(recipe)
     reference = None
     if recipe.beta > 0 and recipe.mode == "full":
-        from engine.model import load_model
+        from engine.reasoning.model import load_model
 
         reference = load_model(recipe.model, device=str(accelerator.device)).model.requires_grad_(False)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],

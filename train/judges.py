@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from engine.grounding import find_claims
-from engine.parse import SYNONYMS
+from engine.reasoning.parse import SYNONYMS
 from train.rewards import CRITERIA
 
 DIMENSIONS = {  # the five prosodic dimensions and words that mention them
@@ -156,7 +156,7 @@ class ModelJudge:
 
 def _facts_text(record: dict[str, Any], report) -> str:
     if report is not None:
-        from engine.describe import describe
+        from engine.prosody.describe import describe
 
         return " ".join(describe(report))
     fields = ("pitch_level", "energy_level", "speed_level", "intonation", "gender")

@@ -33,12 +33,12 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from engine.prosody.levels import LEVEL_WORDS, place
+
 SCHEMA = ("audio_path", "transcription", "emotion", "pitch_level", "energy_level", "speed_level",
           "stressed_words", "intonation", "gender", "age_level", "cot_analysis")
 TERTILES = (100 / 3, 200 / 3)  # percentiles of the cut points (paper-notes §3)
 MIN_GROUP = 50  # smaller groups fall back to pooled cuts (paper-notes §3)
-LEVELS = {"pitch": ("low", "normal", "high"), "energy": ("low", "normal", "high"),
-          "speed": ("slow", "normal", "fast")}
 MEASURE = {"pitch": "pitch_median_hz", "energy": "energy_dbfs", "speed": "rate_sps"}
 
 _TAGGERS: list = []  # set in each worker process
@@ -122,7 +122,7 @@ def calibrate(input_path: Path, output: Path, min_group: int = MIN_GROUP) -> dic
             for attr, key in MEASURE.items():
                 value, group = r["prosody"].get(key), _group(attr, r)
                 cut = cuts[attr].get(group) or cuts[attr]["pooled"]
-                level = _place(value, cut, LEVELS[attr])
+                level = place(value, cut, LEVEL_WORDS[attr])
                 r[f"{attr}_level"] = level
                 counts[f"{attr} {group}"][level] += 1
             for field in SCHEMA:
@@ -175,12 +175,6 @@ def _tertiles(values: list[float]) -> list[float] | None:
     return [round(float(v), 4) for v in np.percentile(values, TERTILES)] if values else None
 
 
-def _place(value, cut, names):
-    if value is None or cut is None:
-        return None
-    return names[0] if value < cut[0] else names[2] if value > cut[1] else names[1]
-
-
 def _report(counts: dict[str, Counter], cuts: dict, n: int) -> str:
     lines = [f"# Prosody label distribution ({n} clips)", "",
              "| attribute group | cuts (low/high) | " + " | ".join(("low", "normal", "high", "none")) + " |",
@@ -189,7 +183,7 @@ def _report(counts: dict[str, Counter], cuts: dict, n: int) -> str:
         attr, group = name.split(" ", 1)
         cut = cuts[attr].get(group) or cuts[attr]["pooled"]
         cut_text = f"{cut[0]:g} / {cut[1]:g}" + ("" if cuts[attr].get(group) else " (pooled)") if cut else "-"
-        names = LEVELS[attr]
+        names = LEVEL_WORDS[attr]
         lines.append(f"| {name} | {cut_text} | " + " | ".join(str(c.get(k, 0)) for k in (*names, None)) + " |")
     return "\n".join(lines) + "\n"
 

@@ -2,7 +2,7 @@
 
 For completion i of a group of K sampled for one prompt:
 - format reward R_f in {0, 1}: exactly `<think>...</think><answer>...</answer>`;
-- outcome reward R_o in {0, 1}: the answer's label (engine.parse, as the app reads it) is right;
+- outcome reward R_o in {0, 1}: the answer's label (engine.reasoning.parse, as the app reads it) is right;
 - reasoning reward R_t = sum_j w_j * g_j / 5 over a judge's 1-5 scores on four criteria;
 - trust weight tau per group: c = mean R_t of the correct completions, w = that of the wrong ones;
   tau = 1 if c >= w, else exp(c - w); 1 when the group has no correct or no wrong completion
@@ -27,7 +27,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-from engine.parse import format_ok, normalize_label, parse
+from engine.reasoning.parse import format_ok, normalize_label, parse
 
 CRITERIA = ("factual_alignment", "interpretative_quality", "caption_completeness",
             "fluency_structure")

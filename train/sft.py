@@ -4,7 +4,7 @@
     accelerate launch --config_file train/recipes/accelerate_zero2.yaml -m train.sft --config ...
 
 One short main(): read the YAML recipe (train/recipes/sft_prosody.yaml documents every key),
-build the samples (train.data), load the model through engine.model (the users' loader),
+build the samples (train.data), load the model through engine.reasoning.model (the users' loader),
 choose what trains, and hand everything to transformers' Trainer. Modes: "full" (the parts in
 `train_parts` update), "lora" and "qlora" (LoRA adapters on those parts' linear layers; qlora over
 an nf4 base). Parts: "audio_encoder" (audio_tower without its output projection), "projector"
@@ -15,7 +15,7 @@ clip's `input_features` and `feature_attention_mask` in every batch and Trainer 
 them (remove_unused_columns=False), so the audio reaches every forward pass; and only the
 assistant's tokens (its answer and <|im_end|>) carry loss. tests/test_sft.py proves both.
 Output: OUT/final holds the adapter or the full model plus the processor files, so
-engine.model.load_model(OUT/final) loads it (and the app runs it); checkpoints every `save_steps`
+engine.reasoning.model.load_model(OUT/final) loads it (and the app runs it); checkpoints every `save_steps`
 in OUT/checkpoint-*, resumed with `resume: true`; metrics per logging step in OUT/metrics.jsonl
 (and TensorBoard when installed).
 """
@@ -124,8 +124,8 @@ def part_of(name: str) -> str | None:
 
 
 def prepare_model(recipe: Recipe):
-    """Load through engine.model and make the chosen parts trainable (full or LoRA)."""
-    from engine.model import load_model
+    """Load through engine.reasoning.model and make the chosen parts trainable (full or LoRA)."""
+    from engine.reasoning.model import load_model
 
     quant = "nf4" if recipe.mode == "qlora" else ("bf16" if _cuda() else "fp32")
     loaded = load_model(recipe.model, quant=quant, device=recipe.device,

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-FLAT_RANGE_ST = 3.0  # p95-p5 below this: flat dynamics (paper-notes §3)
-EXPRESSIVE_RANGE_ST = 9.0  # above this: expressive dynamics (paper-notes §3)
+from engine.prosody.levels import EXPRESSIVE_RANGE_ST, FLAT_RANGE_ST  # the dynamics cuts
+
 MOVE_ST = 2.0  # head-to-tail change for rising / falling, and depth for a turn (paper-notes §3)
 TURN_VERTEX = (0.25, 0.75)  # the vertex must fall in the middle half of the contour
 TURN_R2_GAIN = 0.05  # quadratic over linear R^2 gain needed for a turn

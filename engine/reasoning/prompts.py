@@ -4,7 +4,7 @@ Everything the model is asked lives here and nowhere else (paper-notes §1). Cha
 changes what the released weights see; anything this project adds (scores, grounding) sits beside
 these strings and never inside them.
 
-    from engine.prompts import build_messages, LABELS
+    from engine.reasoning.prompts import build_messages, LABELS
     messages = build_messages()     # system + user(audio, question), for a chat template
 """
 
@@ -36,7 +36,7 @@ THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 
 # Qwen2.5-Omni's chat template (from the Qwen2.5-Omni-7B release). The released checkpoint ships
-# its own copy and that one is used; this copy serves checkpoints made here (engine.tiny).
+# its own copy and that one is used; this copy serves checkpoints made here (engine.reasoning.tiny).
 QWEN_OMNI_CHAT_TEMPLATE = (
     "{% set audio_count = namespace(value=0) %}{% set image_count = namespace(value=0) %}"
     "{% set video_count = namespace(value=0) %}{% for message in messages %}"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from engine.prompts import ANSWER_OPEN, LABEL_OPTIONS, LABELS, THINK_CLOSE
+from engine.reasoning.prompts import ANSWER_OPEN, LABEL_OPTIONS, LABELS, THINK_CLOSE
 
 _ANSWER_RE = re.compile(re.escape(ANSWER_OPEN) + r"(\s*)", re.IGNORECASE)
 
@@ -32,7 +32,7 @@ class LabelScores:
 
 def answer_prefix(generated: str) -> tuple[str, str, bool]:
     """(text up to and including `<answer>`, whitespace to put before a label, forced?) for the
-    model's generated text; the last `<answer>` counts, as in engine.parse."""
+    model's generated text; the last `<answer>` counts, as in engine.reasoning.parse."""
     matches = list(_ANSWER_RE.finditer(generated))
     if matches:
         m = matches[-1]

@@ -3,7 +3,7 @@
 Praat's PSOLA re-synthesis (a Manipulation object: glottal pulses, a pitch tier and a duration
 tier, re-synthesised by overlap-add), so the voice stays the speaker's own:
 
-    from engine.manipulate import manipulate
+    from engine.prosody.manipulate import manipulate
     higher = manipulate(clip, pitch_shift_st=4)          # +4 semitones
     monotone = manipulate(clip, pitch_range=0.0)         # every pitch point at the median
     question = manipulate(clip, tilt_st=8)               # a rise of 8 st from start to end
@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 from engine.audio import AudioError, Clip, from_array
-from engine.pitch import FRAME_STEP_S, SECOND_PASS, frame_times, track_pitch
+from engine.prosody.pitch import FRAME_STEP_S, SECOND_PASS, frame_times, track_pitch
 
 SHIFT_LIMIT_ST = 24.0  # two octaves either way: beyond that PSOLA sounds like a different creature
 RANGE_LIMITS = (0.0, 4.0)  # 0 = monotone, 1 = unchanged, 4 = four times the semitone spread

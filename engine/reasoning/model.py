@@ -1,6 +1,6 @@
 """Loading EmotionThinker's thinker: from a hub id or a local directory, quantised or not.
 
-    from engine.model import load_model
+    from engine.reasoning.model import load_model
     m = load_model()                          # the released model; nf4 on a CUDA GPU
     m = load_model("/ckpt", quant="bf16")     # a local checkpoint (full Omni or thinker only)
     m = load_model("/ckpt", device="cpu")     # fp32 on the CPU (slow, but works)
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
-    from engine.features import EmotionThinkerProcessor
+    from engine.reasoning.features import EmotionThinkerProcessor
 
 DEFAULT_SOURCE = "ddwang2000/EmotionThinker"
 QUANTS = ("auto", "nf4", "int8", "bf16", "fp32")
@@ -215,7 +215,7 @@ def _load(path: Path, source: str, quant: str, device: str, quantize_audio: bool
         model.to(device)
     model.visual = None  # free the vision stub: this app sends no images
     model.eval()
-    from engine.features import load_processor
+    from engine.reasoning.features import load_processor
 
     processor = load_processor(path)
     weights = sum(t.numel() * t.element_size()
@@ -240,7 +240,7 @@ def _load_adapter(path: Path, source: str, quant: str, device: str, quantize_aud
     model = PeftModel.from_pretrained(base.model, str(path))
     model = model if quant in ("nf4", "int8") else model.merge_and_unload()
     model.eval()
-    from engine.features import load_processor
+    from engine.reasoning.features import load_processor
 
     processor = load_processor(path) if (path / "preprocessor_config.json").exists() else base.processor
     return dataclasses.replace(base, model=model, processor=processor, source=source, path=str(path))

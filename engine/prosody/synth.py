@@ -6,7 +6,7 @@
 - `espeak(text, ...)`: real synthetic speech from espeak-ng (Debian package `espeak-ng`), with
   its pitch, range, rate and amplitude controls.
 
-    python -m engine.synth "Hello there" out.wav --pitch 70 --rate 200
+    python -m engine.prosody.synth "Hello there" out.wav --pitch 70 --rate 200
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from transformers import BatchFeature
 from transformers.models.qwen2_5_omni.processing_qwen2_5_omni import Qwen2_5OmniProcessor
 from transformers.processing_utils import ProcessorMixin
 
-from engine.prompts import QWEN_OMNI_CHAT_TEMPLATE
+from engine.reasoning.prompts import QWEN_OMNI_CHAT_TEMPLATE
 
 
 OMNI_TOKENS = {"audio_token": "<|AUDIO|>", "audio_bos_token": "<|audio_bos|>",

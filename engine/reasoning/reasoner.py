@@ -1,14 +1,14 @@
 """Streaming emotion reasoning: `Reasoner(loaded).stream(clip)` yields what the model writes.
 
-    from engine.model import load_model
-    from engine.reasoner import Reasoner, TextDelta, Answer, Done
+    from engine.reasoning.model import load_model
+    from engine.reasoning.reasoner import Reasoner, TextDelta, Answer, Done
     reasoner = Reasoner(load_model())
     for event in reasoner.stream(clip, max_new_tokens=1024):
         if isinstance(event, TextDelta): print(event.text, end="")        # think / answer / other
         elif isinstance(event, Answer): print(event.label, event.scores)   # after the reasoning
         elif isinstance(event, Done): print(event.tok_per_s)               # timing, last
 
-The prompt is the released model's, byte for byte (engine.prompts). Generation runs in a worker
+The prompt is the released model's, byte for byte (engine.reasoning.prompts). Generation runs in a worker
 thread feeding a queue of token ids (no per-token re-decoding of the whole text: decoding is
 incremental, so streaming costs what plain `generate` costs). The audio, image and video
 placeholder tokens can never be sampled.
@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator
 
 from engine.audio import Clip
-from engine.parse import StreamParser
-from engine.prompts import build_messages
-from engine.scores import score_labels
+from engine.reasoning.parse import StreamParser
+from engine.reasoning.prompts import build_messages
+from engine.reasoning.scores import score_labels
 
 if TYPE_CHECKING:
-    from engine.model import LoadedModel
+    from engine.reasoning.model import LoadedModel
 
 POLL_S = 0.25  # how often a waiting consumer checks that the worker is alive
 
@@ -97,7 +97,7 @@ class Reasoner:
         self.tokenizer = self.processor.tokenizer
         self.prompt = self.processor.apply_chat_template(
             build_messages(audio_prefix), add_generation_prompt=True, tokenize=False)
-        from engine.features import placeholder_ids
+        from engine.reasoning.features import placeholder_ids
 
         self.suppressed = placeholder_ids(self.model.config, self.tokenizer)
         self._lock = threading.Lock()
@@ -164,7 +164,7 @@ class Reasoner:
         import numpy as np
 
         from engine.audio import from_array
-        from engine.synth import harmonic
+        from engine.prosody.synth import harmonic
 
         clip = from_array(harmonic(150.0, seconds).astype(np.float32), 16_000)
         t0 = time.perf_counter()

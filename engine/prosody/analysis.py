@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from engine.audio import DBFS_FLOOR, Clip
-from engine.intonation import Intonation, classify
-from engine.levels import DEFAULT_NORMS, Levels, LevelNorms
-from engine.pitch import FRAME_STEP_S, frame_times, track_pitch
+from engine.prosody.intonation import Intonation, classify
+from engine.prosody.levels import DEFAULT_NORMS, Levels, LevelNorms
+from engine.prosody.pitch import FRAME_STEP_S, frame_times, track_pitch
 
 # Speech activity (paper-notes §3): 25 ms RMS frames every 10 ms, threshold relative to the loud end
 ACTIVITY_FRAME_S = 0.025

@@ -1,19 +1,20 @@
 """The prosody of a clip in words a teacher would use: `describe(report) -> list[str]`.
 
 One sentence per aspect (pitch, range and intonation, loudness, pace and pauses, voice), each
-with the number it rests on, so a listener can check the words against the plot. Thresholds for
-range words follow the intonation dynamics (engine/intonation.py: < 3 st flat, > 9 st wide);
-voice-quality words use common clinical reference points (HNR under ~7 dB sounds breathy or
-hoarse, local jitter over ~1 % irregular; Praat's manual and Teixeira et al. 2013).
+with the number it rests on, so a listener can check the words against the plot. Every threshold
+behind a word is in engine/prosody/levels.py, shared with the grounding check of the model's
+claims: the range words follow the intonation dynamics (< 3 st narrow, > 9 st wide), the voice
+words common clinical reference points (HNR under 7 dB breathy or hoarse, jitter over 1 %
+unsteady).
 """
 
 from __future__ import annotations
 
-from engine.intonation import EXPRESSIVE_RANGE_ST, FLAT_RANGE_ST
-from engine.prosody import ProsodyReport
+from engine.prosody.analysis import ProsodyReport
+from engine.prosody.levels import is_rough, is_unsteady, range_level
 
-ROUGH_HNR_DB = 7.0  # below this the voice sounds breathy or hoarse
-IRREGULAR_JITTER = 0.01  # above 1 % local jitter the voice sounds unsteady or trembling
+_SPREAD = {"narrow": "narrow, close to a monotone", "moderate": "moderate",
+           "wide": "wide and lively"}
 
 _SHAPES = {
     "rising": "rises towards the end (as in a question or surprise)",
@@ -35,8 +36,7 @@ def describe(report: ProsodyReport) -> list[str]:
     if p.median_hz is None:
         lines.append("Pitch: no voiced speech was found, so pitch cannot be measured.")
     else:
-        spread = ("narrow, close to a monotone" if p.range_st < FLAT_RANGE_ST
-                  else "wide and lively" if p.range_st > EXPRESSIVE_RANGE_ST else "moderate")
+        spread = _SPREAD[range_level(p.range_st)]
         caveat = "" if p.reliable else " (little voicing: treat with care)"
         lines.append(f"Pitch: {_level(lv.pitch)} voice, around {p.median_hz:.0f} Hz; the range is "
                      f"{spread} ({p.range_st:.1f} semitones){caveat}.")
@@ -55,9 +55,8 @@ def describe(report: ProsodyReport) -> list[str]:
         lines.append(f"Pace: {_level(lv.speed, 'slow', 'ordinary', 'fast')}, "
                      f"{r.articulation_rate_sps:.1f} syllables per second while speaking, {pauses}.")
     if v.hnr_db is not None:
-        words = []
-        words.append("breathy or hoarse" if v.hnr_db < ROUGH_HNR_DB else "clear")
-        if v.jitter_local is not None and v.jitter_local > IRREGULAR_JITTER:
+        words = ["breathy or hoarse" if is_rough(v.hnr_db) else "clear"]
+        if is_unsteady(v.jitter_local):
             words.append("unsteady")
         jitter = f", jitter {100 * v.jitter_local:.1f} %" if v.jitter_local is not None else ""
         lines.append(f"Voice: {' and '.join(words)} (harmonics-to-noise {v.hnr_db:.0f} dB{jitter}).")
