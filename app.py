@@ -1,20 +1,15 @@
-"""EmotionThinker, explained: the web app. `python app.py --help` lists the flags; each has an
-environment variable (app/settings.py). Also the entry point of a Hugging Face Space."""
+"""EmotionThinker, explained: `python app.py` starts the web app; also a Hugging Face Space's
+app_file. `python app.py --help` lists the flags (app/settings.py).
 
-from __future__ import annotations
+This file and the `app/` package share a name on purpose (Spaces run `app.py`). No code imports
+this file: `import app` and `from app.x import y` always mean the package, because for one folder
+on sys.path Python's finder prefers the package directory `app/` to the module `app.py`; and
+`pip install .` installs only the packages, never this file. So the whole entry point is below.
+"""
 
 import sys
 
-from app.settings import parse
-
-
-def main(argv: list[str] | None = None) -> int:
-    settings = parse(argv)  # --help answers before the heavy imports
-    from app.ui import launch
-
-    launch(settings)
-    return 0
-
+from app.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

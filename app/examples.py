@@ -44,8 +44,8 @@ def example_paths() -> list[str]:
 def make() -> None:
     import soundfile as sf
 
-    from engine.prosody import synth
     from engine.audio import from_array
+    from engine.prosody import synth
     from engine.prosody.manipulate import manipulate
 
     EXAMPLE_DIR.mkdir(parents=True, exist_ok=True)

@@ -12,9 +12,10 @@ import numpy as np
 
 from app import figures, render
 from app.service import Busy, ModelService, Waiting
-from engine.audio import AudioError, Clip, from_array, load_audio
+from engine.audio import MIN_SECONDS, SAMPLE_RATE_HZ, AudioError, Clip, from_array, load_audio
 from engine.grounding import check
 from engine.prosody import ProsodyReport, analyze
+from engine.reasoning.options import GenerationOptions
 from engine.reasoning.reasoner import Answer, Done, GenerationError, TextDelta
 
 STREAM_EVERY_S = 0.05  # coalesce token updates: ~20 screen updates a second
@@ -77,19 +78,19 @@ class Handlers:
         sr, data = chunk
         x = from_array(np.asarray(data), int(sr), min_seconds=0.0, max_seconds=3600).samples
         kept = np.concatenate([state, x]) if state is not None else x
-        kept = kept[-int(self.max_seconds * 16000):]
-        window = kept[-int(LIVE_WINDOW_S * 16000):]
-        times = frame_times(len(window) / 16000)
-        f0 = track_pitch(window, 16000, times).f0_hz
-        offset = (len(kept) - len(window)) / 16000
+        kept = kept[-int(self.max_seconds * SAMPLE_RATE_HZ):]
+        window = kept[-int(LIVE_WINDOW_S * SAMPLE_RATE_HZ):]
+        times = frame_times(len(window) / SAMPLE_RATE_HZ)
+        f0 = track_pitch(window, SAMPLE_RATE_HZ, times).f0_hz
+        offset = (len(kept) - len(window)) / SAMPLE_RATE_HZ
         return figures.live_figure(times + offset, f0), kept
 
     @staticmethod
     def live_done(state):
         """Recording stopped: the whole take becomes the clip to analyse."""
-        if state is None or len(state) < 4000:
+        if state is None or len(state) < MIN_SECONDS * SAMPLE_RATE_HZ:
             return gr.skip(), None
-        return (16000, state), None
+        return (SAMPLE_RATE_HZ, state), None
 
     # --- the model ------------------------------------------------------------------------
 
@@ -105,15 +106,19 @@ class Handlers:
         if state != "ready":
             yield render.status_markdown(state, message), None, ""
             return
+        try:
+            options = GenerationOptions(max_new_tokens=int(max_new_tokens),
+                                        temperature=float(temperature),
+                                        seed=None if seed in (None, "", -1) else int(seed))
+        except (TypeError, ValueError) as exc:
+            raise gr.Error(f"Invalid generation setting: {exc}") from None
         clip, report = self._measure(audio_path)
         stop = self._stop_event(request)
         stop.clear()  # a Stop pressed while nothing ran must not end this run
         think, answer, last = "", None, 0.0
         scores, claims = None, ""
         try:
-            for event in self.service.reason(clip, stop, max_new_tokens=int(max_new_tokens),
-                                             temperature=float(temperature),
-                                             seed=None if seed in (None, "", -1) else int(seed)):
+            for event in self.service.reason(clip, stop, options):
                 if isinstance(event, Waiting):
                     yield render.reasoning_markdown("", waiting=event.position), None, ""
                 elif isinstance(event, TextDelta):

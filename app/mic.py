@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-RATE = 16_000
+from engine.audio import MAX_SECONDS, SAMPLE_RATE_HZ
+
 METER_WIDTH = 40
 
 
@@ -45,8 +46,8 @@ def record(sd, max_seconds: float) -> np.ndarray:
     done = threading.Event()
     threading.Thread(target=lambda: (sys.stdin.readline(), done.set()), daemon=True).start()
     print("recording: speak, then press Enter", file=sys.stderr)
-    got, limit = [], int(max_seconds * RATE)
-    with sd.InputStream(samplerate=RATE, channels=1, dtype="float32",
+    got, limit = [], int(max_seconds * SAMPLE_RATE_HZ)
+    with sd.InputStream(samplerate=SAMPLE_RATE_HZ, channels=1, dtype="float32",
                         callback=lambda data, *_: chunks.put(data[:, 0].copy())):
         while not done.is_set() and sum(map(len, got)) < limit:
             try:
@@ -67,13 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     from engine.cli import main as engine_main
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--max-seconds", type=float, default=120.0)
+    ap.add_argument("--max-seconds", type=float, default=MAX_SECONDS)
     args, rest = ap.parse_known_args(argv)
     sd = open_microphone()
     samples = record(sd, args.max_seconds)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "microphone.wav"
-        sf.write(path, samples, RATE)
+        sf.write(path, samples, SAMPLE_RATE_HZ)
         return engine_main(["analyze", str(path), "--max-seconds", str(args.max_seconds), *rest])
 
 

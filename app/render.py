@@ -5,8 +5,8 @@ from __future__ import annotations
 import html
 
 from engine.audio import Clip
-from engine.prosody.describe import describe
 from engine.prosody import ProsodyReport
+from engine.prosody.describe import describe
 
 # plain marks that every system font has (no colour-emoji font needed)
 VERDICT_MARK = {"supported": "✓ supported", "contradicted": "✗ **contradicted**",

@@ -10,12 +10,20 @@ behind the model.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING
 
 from engine.audio import Clip
+
+if TYPE_CHECKING:
+    from engine.reasoning.options import GenerationOptions
+    from engine.reasoning.reasoner import ReasoningEvent
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,8 @@ class Busy(RuntimeError):
 
 
 class ModelService:
+    """The shared model: loading state, and one clip's reasoning at a time (see the module)."""
+
     def __init__(self, source: str, quant: str = "auto", device: str = "auto",
                  queue_size: int = 8, enabled: bool = True) -> None:
         self.source, self.quant, self.device, self.queue_size = source, quant, device, queue_size
@@ -51,8 +61,10 @@ class ModelService:
             self._thread.join(timeout)
         return self.state
 
-    def reason(self, clip: Clip, stop: threading.Event, **options) -> Iterator[object]:
-        """Yield Waiting(position) while in line, then the Reasoner's events for `clip`."""
+    def reason(self, clip: Clip, stop: threading.Event, options: GenerationOptions | None = None,
+               **fields) -> Iterator[Waiting | ReasoningEvent]:
+        """Yield Waiting(position) while in line, then the Reasoner's events for `clip`
+        (`options` and `fields` as in Reasoner.stream)."""
         from engine.reasoning.reasoner import ReasonerBusy
 
         if self.reasoner is None:
@@ -65,7 +77,7 @@ class ModelService:
         in_line = True
         try:
             while not stop.is_set():
-                stream = self.reasoner.stream(clip, stop=stop, wait_s=0.5, **options)
+                stream = self.reasoner.stream(clip, options, stop=stop, wait_s=0.5, **fields)
                 try:
                     first = next(stream)  # takes the model's lock, or raises ReasonerBusy
                 except ReasonerBusy:
@@ -96,10 +108,12 @@ class ModelService:
             self._progress("warming up")
             reasoner = Reasoner(loaded)
             warm = reasoner.warmup()
-        except ModelUnavailable as exc:
+        except ModelUnavailable as exc:  # expected (no GPU, no network): the message is the fix
+            logger.warning("the model is unavailable: %s", exc)
             self.state, self.message = "unavailable", str(exc)
             return
-        except Exception as exc:  # any failure must leave the app serving prosody
+        except Exception as exc:  # noqa: BLE001 - any failure must leave the app serving prosody
+            logger.exception("loading the model from %s failed", self.source)
             self.state, self.message = "unavailable", f"{type(exc).__name__}: {exc}"
             return
         self.reasoner = reasoner

@@ -23,6 +23,9 @@ import argparse
 import os
 from dataclasses import dataclass
 
+from engine.audio import MAX_SECONDS
+from engine.reasoning.model import DEFAULT_SOURCE, QUANTS
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -43,14 +46,13 @@ def parse(argv: list[str] | None = None) -> Settings:
     env = os.environ.get
     on = lambda name: env(name, "").lower() in ("1", "true", "yes", "on")  # noqa: E731
     ap = argparse.ArgumentParser(prog="app.py", description="EmotionThinker, explained: a web app")
-    ap.add_argument("--model", default=env("ET_MODEL", "ddwang2000/EmotionThinker"))
-    ap.add_argument("--quant", default=env("ET_QUANT", "auto"),
-                    choices=["auto", "nf4", "int8", "bf16", "fp32"])
+    ap.add_argument("--model", default=env("ET_MODEL", DEFAULT_SOURCE))
+    ap.add_argument("--quant", default=env("ET_QUANT", "auto"), choices=QUANTS)
     ap.add_argument("--device", default=env("ET_DEVICE", "auto"))
     ap.add_argument("--host", default=env("ET_HOST", env("GRADIO_SERVER_NAME", "127.0.0.1")))
     ap.add_argument("--port", type=int, default=int(env("ET_PORT", env("GRADIO_SERVER_PORT", "7860"))))
     ap.add_argument("--share", action="store_true", default=on("ET_SHARE"))
-    ap.add_argument("--max-seconds", type=float, default=float(env("ET_MAX_SECONDS", "120")))
+    ap.add_argument("--max-seconds", type=float, default=float(env("ET_MAX_SECONDS", MAX_SECONDS)))
     ap.add_argument("--max-file-mb", type=int, default=int(env("ET_MAX_FILE_MB", "50")))
     ap.add_argument("--queue-size", type=int, default=int(env("ET_QUEUE_SIZE", "8")))
     ap.add_argument("--no-model", action="store_true", default=on("ET_NO_MODEL"))

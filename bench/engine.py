@@ -19,17 +19,15 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from engine.prosody import synth  # noqa: E402
-from engine.audio import from_array  # noqa: E402
+from engine.audio import from_array
+from engine.prosody import synth
+from engine.reasoning.options import GenerationOptions
 
 NF4_BYTES_PER_WEIGHT = 0.5 + (8 / 64 + 32 / (64 * 256)) / 8  # 4 bits + double-quantised absmax
 
@@ -43,8 +41,9 @@ def peak_memory_gib(device: str) -> float:
 
 
 def feature_times() -> None:
-    from engine.reasoning.features import log_mel
     from transformers import WhisperFeatureExtractor
+
+    from engine.reasoning.features import log_mel
 
     fe = WhisperFeatureExtractor(feature_size=128, chunk_length=300, return_attention_mask=True)
     x = synth.harmonic(150, 30.0, syllable_hz=4.0)
@@ -130,11 +129,12 @@ def bare_generate_tok_per_s(reasoner, clip, new_tokens: int) -> float:
     import torch
 
     inputs = reasoner.inputs(clip)
+
     def gen(n):
         t0 = time.perf_counter()
+        options = GenerationOptions(max_new_tokens=n)
         with torch.inference_mode():
-            out = reasoner.model.generate(**inputs, max_new_tokens=n, min_new_tokens=n,
-                                          do_sample=False, suppress_tokens=reasoner.suppressed)
+            out = options.generate(reasoner.model, reasoner.tokenizer, inputs, min_new_tokens=n)
         return time.perf_counter() - t0, out.shape[1] - inputs["input_ids"].shape[1]
     prefill, _ = gen(1)
     total, n = gen(new_tokens)

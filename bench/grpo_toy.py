@@ -22,11 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import tempfile
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def make_corpus(folder: Path, n: int = 24, seed: int = 0) -> Path:

@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from train.corpus import build  # noqa: E402
-from train.label import calibrate, extract, measure  # noqa: E402
+from train.corpus import build
+from train.label import calibrate, extract, measure
 
 
 def main() -> None:

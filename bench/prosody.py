@@ -18,19 +18,14 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import statistics
+import time
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from engine.prosody import synth  # noqa: E402
-from engine.audio import SAMPLE_RATE_HZ, from_array, resample  # noqa: E402
-from engine.prosody import analyze  # noqa: E402
+from engine.audio import SAMPLE_RATE_HZ, from_array, resample
+from engine.prosody import analyze, synth
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog, and nobody seems to mind at all.",
@@ -85,13 +80,13 @@ def main() -> None:
     results = {}
     for seconds in args.seconds:
         clip = from_array(speech(seconds), SAMPLE_RATE_HZ, max_seconds=seconds + 1)
-        t_analyze = median_time(lambda: analyze(clip), REPEATS.get(int(seconds), 3))
+        t_analyze = median_time(lambda clip=clip: analyze(clip), REPEATS.get(int(seconds), 3))
         row = f"{seconds:>6g}s | {t_analyze * 1000:>7.1f} ms | {seconds / t_analyze:>10.0f}x |"
         if args.no_pyin:
             print(row + f" {'-':>9} | {'-':>7}", flush=True)
         else:
             pyin(clip.samples[:SAMPLE_RATE_HZ])  # compile numba's kernels once, outside the timing
-            t_pyin = median_time(lambda: pyin(clip.samples), 3 if seconds <= 1 else 1, warm=False)
+            t_pyin = median_time(lambda clip=clip: pyin(clip.samples), 3 if seconds <= 1 else 1, warm=False)
             print(row + f" {t_pyin:>7.2f} s | {t_pyin / t_analyze:>6.0f}x", flush=True)
             results[seconds] = (t_analyze, t_pyin)
         results.setdefault(seconds, (t_analyze, None))

@@ -224,7 +224,7 @@ def _decode_file(path: Path, max_seconds: float) -> tuple[np.ndarray, int]:
             return _decode_sndfile(path, max_seconds)
         except AudioError:
             raise
-        except Exception:
+        except Exception:  # noqa: BLE001 - any libsndfile failure: FFmpeg gets its turn
             pass  # e.g. an .ogg holding a codec libsndfile lacks: let FFmpeg try
     return _decode_ffmpeg(path, max_seconds)
 
@@ -245,7 +245,7 @@ def _decode_ffmpeg(path: Path, max_seconds: float) -> tuple[np.ndarray, int]:
 
     try:
         container = av.open(str(path), metadata_errors="ignore")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - FFmpeg's many errors all mean "not audio"
         raise AudioError(f"{path.name} could not be read as audio ({_short(exc, path)}); "
                          f"accepted: {ACCEPTED}") from None
     with container:
@@ -272,7 +272,7 @@ def _decode_ffmpeg(path: Path, max_seconds: float) -> tuple[np.ndarray, int]:
                 chunks.append(out.to_ndarray())
         except AudioError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a decode error part-way: keep what decoded
             if not chunks:
                 raise AudioError(f"{path.name} is corrupt or not audio ({_short(exc, path)}); "
                                  f"accepted: {ACCEPTED}") from None

@@ -23,19 +23,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from typing import Any
 
 from engine.audio import MAX_SECONDS
+from engine.reasoning.model import DEFAULT_SOURCE, QUANTS
+from engine.reasoning.options import DEFAULT_MAX_NEW_TOKENS
+
+logger = logging.getLogger("engine.cli")
 
 
 def measure_file(path: str, *, max_seconds: float = MAX_SECONDS, gender: str | None = None,
                  contours: bool = True):
     """(the CLI's JSON object, Clip, ProsodyReport) for one file; AudioError for unusable audio."""
     from engine.audio import load_audio
-    from engine.prosody.describe import describe
     from engine.prosody import analyze
+    from engine.prosody.describe import describe
 
     clip = load_audio(path, max_seconds=max_seconds)
     report = analyze(clip, gender=gender)
@@ -51,16 +56,14 @@ def measure_file(path: str, *, max_seconds: float = MAX_SECONDS, gender: str | N
     return out, clip, report
 
 
-def reason(reasoner, clip, report, *, max_new_tokens: int, temperature: float,
-           seed: int | None, on_text=None) -> dict[str, Any]:
+def reason(reasoner, clip, report, options, on_text=None) -> dict[str, Any]:
     """Stream the model's reasoning about a clip; returns the "reasoning" object of --json, with
     its claims checked against `report`. `on_text(kind, text)` gets the text as it is written."""
     from engine.grounding import agreement, check
     from engine.reasoning.reasoner import Answer, Done, TextDelta
 
     answer = done = None
-    for event in reasoner.stream(clip, max_new_tokens=max_new_tokens, temperature=temperature,
-                                 seed=seed):
+    for event in reasoner.stream(clip, options):
         if isinstance(event, TextDelta) and on_text:
             on_text(event.kind, event.text)
         elif isinstance(event, Answer):
@@ -78,12 +81,16 @@ def reason(reasoner, clip, report, *, max_new_tokens: int, temperature: float,
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    reasoner = None
+    reasoner = options = None
     if args.model and not args.no_model:
         from engine.reasoning.model import ModelUnavailable, load_model
+        from engine.reasoning.options import GenerationOptions
         from engine.reasoning.reasoner import Reasoner
 
         try:
+            options = GenerationOptions(max_new_tokens=args.max_new_tokens,
+                                        temperature=args.temperature, top_p=args.top_p,
+                                        seed=args.seed)
             loaded = load_model(args.model, quant=args.quant, device=args.device,
                                 progress=lambda m: print(m, file=sys.stderr, flush=True))
         except (ModelUnavailable, ValueError) as exc:
@@ -100,13 +107,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             if reasoner is not None:
                 if not args.json:
                     print(_text(result), "\n  Reasoning: ", end="", flush=True)
-                result["reasoning"] = reason(
-                    reasoner, clip, report, max_new_tokens=args.max_new_tokens,
-                    temperature=args.temperature, seed=args.seed,
-                    on_text=None if args.json else _echo)
-        except Exception as exc:  # one bad file must not stop the others
+                result["reasoning"] = reason(reasoner, clip, report, options,
+                                             on_text=None if args.json else _echo)
+        except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
             failed += 1
-            message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, ValueError):  # unusable audio: the message says it all
+                message = str(exc)
+            else:  # a defect: the traceback goes to the log, the short message to the user
+                logger.exception("analysing %s failed", path)
+                message = f"{type(exc).__name__}: {exc}"
             if args.json:
                 print(json.dumps({"file": path, "error": message}), flush=True)
             else:
@@ -179,11 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"longest clip accepted (default {MAX_SECONDS:g})")
     a.add_argument("--no-contours", action="store_true", help="leave the contours out of --json")
     a.add_argument("--model", default=os.environ.get("ET_MODEL"), metavar="SRC",
-                   help="hub id or checkpoint directory of EmotionThinker: adds its reasoning")
-    a.add_argument("--quant", default="auto", choices=["auto", "nf4", "int8", "bf16", "fp32"])
+                   help=f"hub id (the released model: {DEFAULT_SOURCE}) or checkpoint directory "
+                        "of EmotionThinker: adds its reasoning")
+    a.add_argument("--quant", default="auto", choices=QUANTS)
     a.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    a.add_argument("--max-new-tokens", type=int, default=2048)
+    a.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
     a.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    a.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass")
     a.add_argument("--seed", type=int, default=None)
     a.add_argument("--no-model", action="store_true",
                    help="prosody only, no emotion reasoning (the default without --model)")
@@ -206,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.run(args)
     except BrokenPipeError:  # `... | head`: the reader left; stop quietly, as Unix tools do

@@ -9,14 +9,14 @@ claim with the ProsodyReport:
 - not measured: the measurement is missing or unreliable (silence, too little voicing).
 Each claim carries the measured value in words, so a reader can judge for themselves.
 
-What a claim is checked against (the levels come from engine/prosody/levels.py; thresholds below):
+What a claim is checked against (levels and thresholds: engine/prosody/levels.py):
 pitch level -> levels.pitch; pitch range -> range in semitones (wide > 9 st, narrow < 3 st);
 rising / falling -> the intonation shape; loudness -> levels.energy (recording gain moves it);
 pace -> levels.speed (articulation rate); pauses -> pause count; trembling -> local jitter
 (> 1 %); breathy / hoarse -> HNR (< 7 dB); whisper -> voicing (< 30 % of speech voiced) or HNR
-(< 3 dB). Every threshold is engine/prosody/levels.py's, the same that the summary (describe)
-uses, so the two never disagree. The model may mean "higher than this speaker's usual pitch": one clip cannot show a
-speaker's usual, so its words are held to population norms, and the measured value is shown.
+(< 3 dB). The summary (describe) uses the same thresholds, so the two never disagree. The model
+may mean "higher than this speaker's usual pitch": one clip cannot show a speaker's usual, so its
+words are held to population norms, and the measured value is shown.
 """
 
 from __future__ import annotations

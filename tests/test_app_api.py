@@ -5,9 +5,8 @@ import plotly.io as pio
 import pytest
 import soundfile as sf
 
-from engine.prosody import synth
 from engine.audio import load_audio
-from engine.prosody import analyze
+from engine.prosody import analyze, synth
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import time
 import pytest
 
 from app.service import Busy, ModelService, Waiting
-from engine.prosody import synth
 from engine.audio import from_array
+from engine.prosody import synth
 from engine.reasoning.reasoner import Done, TextDelta
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engine.prosody import synth
 from engine.audio import MAX_FILE_BYTES, AudioError, from_array, load_audio
+from engine.prosody import synth
 
 SR = 16_000
 

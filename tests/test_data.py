@@ -30,7 +30,7 @@ def test_emotion_samples_use_the_released_prompt_and_answer_format(records):
     system, user, assistant = s["messages"]
     assert system["content"][0]["text"] == SYSTEM_PROMPT
     assert user["content"][0] == {"type": "audio"} and user["content"][1]["text"] == "<audio>" + QUESTION
-    record = next(r for r in records if r["audio_path"] == s["audio"]["path"])
+    record = next(r for r in records if r["audio_path"] == s["audio"]["audio_path"])
     assert assistant_text(s) == f"<think>{record['cot_analysis']}</think><answer>{record['emotion']}</answer>"
 
 
@@ -41,7 +41,7 @@ def test_attribute_answers_are_the_measured_labels(records):
     for s in samples:
         question = s["messages"][-2]["content"][1]["text"]
         field = next(f for key, f in fields.items() if key in question)
-        assert assistant_text(s) == by_path[s["audio"]["path"]][field]
+        assert assistant_text(s) == by_path[s["audio"]["audio_path"]][field]
         assert question.split("options: ")[1].count(assistant_text(s)) >= 1
 
 
@@ -54,12 +54,12 @@ def test_comparative_samples_hold_versions_whose_order_is_measurable(records, la
                if s["id"].endswith("pitch") and "Which version" in s["messages"][-2]["content"][1]["text"]]
     s = samples[0]
     x = sample_audio(s, base)
-    original = sample_audio({"audio": {"path": s["audio"]["path"]}}, base)
+    original = sample_audio({"audio": {"audio_path": s["audio"]["audio_path"]}}, base)
     k = len(s["audio"]["variants"])
     assert len(x) > k * len(original) * 0.9  # the versions, joined by silences
     # cut the versions apart at the silences and check the answer against measured pitch
     parts, start, gap = [], 0, int(0.4 * 16000)
-    for kwargs in s["audio"]["variants"]:
+    for _ in s["audio"]["variants"]:
         n = len(original)
         parts.append(x[start:start + n])
         start += n + gap
@@ -69,7 +69,7 @@ def test_comparative_samples_hold_versions_whose_order_is_measurable(records, la
 
 def test_captions_describe_what_was_measured(records):
     s = build_samples(records, {"caption": 1}, seed=0)[0]
-    record = next(r for r in records if r["audio_path"] == s["audio"]["path"])
+    record = next(r for r in records if r["audio_path"] == s["audio"]["audio_path"])
     text = assistant_text(s)
     assert text.startswith(f"A {record['gender'].lower()} speaker speaks with")
     assert record["speed_level"] in text or "moderate pace" in text

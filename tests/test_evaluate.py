@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from engine.reasoning.options import GenerationOptions
 from train.evaluate import evaluate, map_label, metrics
 
 
@@ -32,7 +33,8 @@ def test_corpus_labels_map_to_the_nine(raw, dataset, label):
 
 def test_a_complete_report_on_the_tiny_model(tiny_checkpoint, labelled_corpus, tmp_path):
     out = tmp_path / "eval"
-    r = evaluate(str(tiny_checkpoint), labelled_corpus, out, batch_size=4, max_new_tokens=16, limit=6)
+    r = evaluate(str(tiny_checkpoint), labelled_corpus, out, batch_size=4,
+                 options=GenerationOptions(max_new_tokens=16), limit=6)
     assert r["n"] == 6 and 0 <= r["accuracy"] <= 1 and r["format_valid_rate"] == 0.0  # random weights
     assert set(r["judge"]) == {"factual_alignment", "interpretative_quality",
                                "caption_completeness", "fluency_structure"}
@@ -42,6 +44,22 @@ def test_a_complete_report_on_the_tiny_model(tiny_checkpoint, labelled_corpus, t
     rows = [json.loads(l) for l in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and all(row["output"] for row in rows)
     # resumable: a rerun with more clips only generates the new ones
-    r2 = evaluate(str(tiny_checkpoint), labelled_corpus, out, batch_size=4, max_new_tokens=16, limit=8)
+    r2 = evaluate(str(tiny_checkpoint), labelled_corpus, out, batch_size=4,
+                  options=GenerationOptions(max_new_tokens=16), limit=8)
     rows2 = [json.loads(l) for l in (out / "predictions.jsonl").read_text().splitlines()]
     assert r2["n"] == 8 and rows2[:6] == rows
+
+
+def test_evaluation_honours_top_p(tiny_model, labelled_corpus):
+    """Sampling with a vanishing nucleus keeps only the most likely token: exactly greedy. (The
+    harness once ignored top_p, and sampled at temperature 1 instead.)"""
+    from train.evaluate import generate_batch
+    from train.records import load_clip, read_jsonl
+
+    clips = [load_clip(r, labelled_corpus.parent) for r in list(read_jsonl(labelled_corpus))[:2]]
+    greedy = generate_batch(tiny_model, clips, GenerationOptions(max_new_tokens=24))
+    nucleus = generate_batch(tiny_model, clips, GenerationOptions(max_new_tokens=24, temperature=1.0,
+                                                                  top_p=1e-6, seed=3))
+    sampled = generate_batch(tiny_model, clips, GenerationOptions(max_new_tokens=24, temperature=1.0,
+                                                                  seed=3))
+    assert nucleus == greedy != sampled

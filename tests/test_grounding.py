@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 
 from engine.audio import from_array
-from engine.prosody import synth
 from engine.grounding import agreement, check, find_claims
-from engine.prosody import analyze
+from engine.prosody import analyze, synth
 
 
 def report_of(x):

@@ -3,9 +3,8 @@ model judge's answer parsing and caching."""
 
 import pytest
 
-from engine.prosody import synth
 from engine.audio import from_array
-from engine.prosody import analyze
+from engine.prosody import analyze, synth
 from train.judges import ModelJudge, ProsodyFactJudge, parse_scores
 from train.rewards import CRITERIA, reasoning_reward
 
@@ -70,10 +69,8 @@ def test_model_answers_are_parsed_robustly(text, ok):
 def test_model_judge_runs_a_local_model_and_caches(tiny_checkpoint, tmp_path, monkeypatch):
     """The tiny checkpoint's language model as the judge: its answers are noise, so the score is
     None (callers fall back to the fact judge), but the whole path runs and the cache is used."""
-    from transformers import AutoConfig
-
     # a text-only causal LM with the tiny tokenizer: the thinker's text model, saved as Qwen2
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import AutoConfig, Qwen2Config, Qwen2ForCausalLM
     thinker_text = AutoConfig.from_pretrained(tiny_checkpoint).thinker_config.text_config
     cfg = Qwen2Config(vocab_size=thinker_text.vocab_size, hidden_size=32, intermediate_size=64,
                       num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1)

@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 
-from engine.prosody import synth
 from engine.audio import AudioError, from_array
+from engine.prosody import analyze, synth
 from engine.prosody.manipulate import manipulate
-from engine.prosody import analyze
 
 
 @pytest.fixture(scope="module")

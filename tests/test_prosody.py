@@ -5,9 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from engine.prosody import synth
 from engine.audio import from_array
-from engine.prosody import analyze
+from engine.prosody import analyze, synth
 
 SR = 16_000
 
@@ -137,7 +136,10 @@ def test_energy_unchanged_by_noisy_padding(espeak_sentence):
     # low-level room noise rather than digital zeros around the speech
     x, sr = espeak_sentence
     rng = np.random.default_rng(0)
-    noise = lambda s: (10 ** (-65 / 20) * rng.standard_normal(int(s * sr))).astype(np.float32)
+
+    def noise(s):
+        return (10 ** (-65 / 20) * rng.standard_normal(int(s * sr))).astype(np.float32)
+
     padded = report(np.concatenate([noise(1.5), x, noise(1.5)]), sr)
     plain = report(x, sr)
     assert padded.energy.level_dbfs == pytest.approx(plain.energy.level_dbfs, abs=0.5)
@@ -292,8 +294,8 @@ def test_contours_share_a_10ms_axis_and_serialise():
 
 
 def test_frame_levels_match_a_direct_computation():
-    from engine.prosody.pitch import frame_times
     from engine.prosody.analysis import frame_levels
+    from engine.prosody.pitch import frame_times
 
     x = np.random.default_rng(0).standard_normal(16_037).astype(np.float32) * 0.1
     times = frame_times(len(x) / SR)

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine.prosody import synth
 from engine.audio import from_array
+from engine.prosody import synth
+from engine.reasoning.options import GenerationOptions
 from engine.reasoning.prompts import LABEL_OPTIONS, LABELS
 from engine.reasoning.reasoner import Answer, Done, GenerationError, ReasonerBusy, TextDelta
 
@@ -29,11 +30,14 @@ def run(reasoner, clip, **kw):
 
 
 def test_streamed_text_is_exactly_what_generate_produces(reasoner, clip):
+    from engine.reasoning.features import placeholder_ids
+
     deltas, answer, done = run(reasoner, clip, max_new_tokens=40)
     inputs = reasoner.inputs(clip)
     with torch.no_grad():
         out = reasoner.model.generate(**inputs, max_new_tokens=40, do_sample=False,
-                                      suppress_tokens=reasoner.suppressed)
+                                      suppress_tokens=placeholder_ids(reasoner.model.config,
+                                                                      reasoner.tokenizer))
     generated = out[0, inputs["input_ids"].shape[1]:].tolist()
     assert list(done.token_ids) == generated
     text = reasoner.tokenizer.decode(generated, skip_special_tokens=True)
@@ -94,10 +98,11 @@ def test_seeded_sampling_is_reproducible_and_placeholders_never_sampled(reasoner
     b = run(reasoner, clip, max_new_tokens=80, temperature=3.0, seed=7, score=False)[2]
     c = run(reasoner, clip, max_new_tokens=80, temperature=3.0, seed=8, score=False)[2]
     assert a.token_ids == b.token_ids != c.token_ids
-    assert set(reasoner.suppressed) >= {reasoner.model.config.audio_token_index,
-                                        reasoner.model.config.image_token_index}
+    suppressed = GenerationOptions().generate_kwargs(reasoner.model, reasoner.tokenizer)["suppress_tokens"]
+    assert set(suppressed) >= {reasoner.model.config.audio_token_index,
+                               reasoner.model.config.image_token_index}
     for done in (a, b, c):
-        assert not set(done.token_ids) & set(reasoner.suppressed)
+        assert not set(done.token_ids) & set(suppressed)
 
 
 def test_stop_event_ends_generation_promptly(reasoner, clip):
@@ -133,11 +138,26 @@ def test_second_caller_waits_then_gets_busy(reasoner, clip):
     assert run(reasoner, clip, max_new_tokens=3, score=False, wait_s=2)[2].n_tokens == 3
 
 
-def test_an_error_inside_generation_reaches_the_caller(reasoner, clip):
+def test_an_error_inside_generation_reaches_the_caller(reasoner, clip, monkeypatch, caplog):
+    def out_of_memory(**kwargs):  # a fault injected where a GPU would run out of memory
+        raise RuntimeError("CUDA out of memory (injected)")
+
     start = time.perf_counter()
-    with pytest.raises(GenerationError, match="generation failed") as err:
-        list(reasoner.stream(clip, max_new_tokens=-1))
+    with monkeypatch.context() as m:
+        m.setattr(reasoner.model, "generate", out_of_memory)
+        with pytest.raises(GenerationError, match="generation failed: CUDA out of memory") as err:
+            list(reasoner.stream(clip, max_new_tokens=4))
     assert err.value.__cause__ is not None and time.perf_counter() - start < 10
+    failure = next(r for r in caplog.records if r.name == "engine.reasoning.reasoner")
+    assert failure.exc_info is not None  # the traceback is logged, not only the short message
+    assert run(reasoner, clip, max_new_tokens=2, score=False, wait_s=1)[2].n_tokens == 2
+
+
+@pytest.mark.parametrize("bad", [{"max_new_tokens": 0}, {"temperature": -1.0},
+                                 {"temperature": float("nan")}, {"top_p": 0.0}, {"top_p": 1.5}])
+def test_bad_options_are_refused_before_the_model_is_taken(reasoner, clip, bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        next(reasoner.stream(clip, **bad))
     assert run(reasoner, clip, max_new_tokens=2, score=False, wait_s=1)[2].n_tokens == 2
 
 

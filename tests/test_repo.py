@@ -1,8 +1,13 @@
 """The repository's promises: the README's two commands, CI running the test one, pinned deps."""
 
+import json
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,3 +76,57 @@ def test_the_readme_python_example_runs(tiny_checkpoint, tmp_path, espeak_senten
     code = code.replace("max_new_tokens=1024", "max_new_tokens=12")
     exec(compile(code, "README.md", "exec"), {})
     assert "neutral" in capsys.readouterr().out  # the scores dict was printed
+
+
+def test_the_code_is_lint_clean():
+    """ruff, configured in pyproject.toml; the test command runs it, so CI does."""
+    done = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_import_app_means_the_package_not_app_py():
+    done = subprocess.run([sys.executable, "-c", "import app, app.main; print(app.__file__)"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()) == ROOT / "app" / "__init__.py"
+
+
+@pytest.mark.slow
+def test_pip_install_gives_the_packages_and_console_scripts(tmp_path):
+    """`pip install .` from a wheel built here: engine, app and train with the recipes, not
+    app.py, and three console scripts that answer."""
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path), str(ROOT)], check=True, timeout=300, capture_output=True)
+    wheel = next(tmp_path.glob("*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "app.py" not in names and "app/main.py" in names and "engine/reasoning/reasoner.py" in names
+    assert "train/recipes/grpo_ptr.yaml" in names and not any(n.startswith("tests/") for n in names)
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
+    for script in ("emotionthinker =", "emotionthinker-engine =", "emotionthinker-tiny ="):
+        assert script in scripts
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
+                    str(wheel)], check=True, timeout=300, capture_output=True)
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    for script, words in (("emotionthinker", "--max-seconds"), ("emotionthinker-engine", "analyze"),
+                          ("emotionthinker-tiny", "--full-size")):
+        done = subprocess.run([str(target / "bin" / script), "--help"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and words in done.stdout, (script, done.stderr)
+
+
+def test_the_console_scripts_of_the_test_install_work(tmp_path, espeak_sentence):
+    """The README's test command installs the project (`pip install -e .`): its scripts run."""
+    import soundfile as sf
+
+    script = Path(sys.prefix) / "bin" / "emotionthinker-engine"
+    assert script.exists(), "install the project first: pip install -e ."
+    sf.write(tmp_path / "clip.wav", *espeak_sentence)
+    done = subprocess.run([str(script), "analyze", str(tmp_path / "clip.wav"), "--json", "--no-contours"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["pitch"]["median_hz"] > 50

@@ -6,8 +6,15 @@ import math
 import pytest
 
 import train.rewards as rewards
-from train.rewards import (ProgressiveGate, format_reward, group_rewards, outcome_reward,
-                           reasoning_reward, total_reward, trust_weight)
+from train.rewards import (
+    ProgressiveGate,
+    format_reward,
+    group_rewards,
+    outcome_reward,
+    reasoning_reward,
+    total_reward,
+    trust_weight,
+)
 
 GOOD = "<think>The pitch rises and the pace is fast.</think><answer>surprise</answer>"
 

@@ -47,8 +47,8 @@ def build(out_dir: str | Path, n: int = 48, seed: int = 0) -> Path:
     """Write n clips and their manifest; returns the manifest path."""
     import soundfile as sf
 
-    from engine.prosody import synth
     from engine.audio import from_array
+    from engine.prosody import synth
     from engine.prosody.manipulate import manipulate
 
     rng = random.Random(seed)

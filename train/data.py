@@ -14,9 +14,10 @@ Tasks (paper-notes §4):
    tempo changed or level changed by known amounts), joined by short silences; the question asks
    which version is highest / fastest / loudest, or to order them;
 4. "caption": speaker traits and prosody in a sentence, from whatever fields exist.
-A sample is a dict: {"id", "task", "messages", "audio"}; `audio` is a recipe (a path, and for
-comparative samples the variants and the gap), turned into samples by `sample_audio` when the
-collator needs them, so a corpus of any size costs no extra disk. Everything is deterministic
+A sample is a dict: {"id", "task", "messages", "audio"}; `audio` is a recipe (an `audio_path`,
+resolved by train.records' rule, and for comparative samples the variants and the gap), turned
+into samples by `sample_audio` when the collator needs them, so a corpus of any size costs no
+extra disk. Everything is deterministic
 given the seed; the recipe's weights set the proportions of the tasks.
 """
 
@@ -29,7 +30,14 @@ from typing import Any
 import numpy as np
 
 from engine.reasoning.parse import normalize_label
-from engine.reasoning.prompts import ANSWER_CLOSE, ANSWER_OPEN, LABELS, THINK_CLOSE, THINK_OPEN, build_messages
+from engine.reasoning.prompts import (
+    ANSWER_CLOSE,
+    ANSWER_OPEN,
+    LABELS,
+    THINK_CLOSE,
+    THINK_OPEN,
+    build_messages,
+)
 
 DEFAULT_RECIPE = {"emotion": 0.4, "attributes": 0.3, "comparative": 0.2, "caption": 0.1}
 GAP_S = 0.4  # silence between the versions of a comparative sample
@@ -76,13 +84,13 @@ def build_samples(records: list[dict[str, Any]], recipe: dict[str, float] | None
 
 
 def sample_audio(sample: dict[str, Any], base_dir: str | Path = ".") -> np.ndarray:
-    """The sample's audio as 16 kHz float32 (versions joined by silence for comparisons)."""
-    from engine.audio import load_audio
+    """The sample's audio as 16 kHz float32 (versions joined by silence for comparisons);
+    `base_dir` is the folder of the records' JSONL file."""
     from engine.prosody.manipulate import manipulate
+    from train.records import load_clip
 
     spec = sample["audio"]
-    path = Path(spec["path"])
-    clip = load_audio(path if path.is_absolute() else Path(base_dir) / path, max_seconds=600)
+    clip = load_clip(spec, base_dir)
     if "variants" not in spec:
         return clip.samples
     gap = np.zeros(int(spec.get("gap_s", GAP_S) * clip.sample_rate_hz), np.float32)
@@ -111,7 +119,7 @@ def _emotion(record: dict, i: int, rng: random.Random) -> list[dict]:
     if label not in LABELS or not cot:
         return []
     answer = f"{THINK_OPEN}{cot}{THINK_CLOSE}{ANSWER_OPEN}{label}{ANSWER_CLOSE}"
-    return [{"id": f"{i}-emotion", "task": "emotion", "audio": {"path": record["audio_path"]},
+    return [{"id": f"{i}-emotion", "task": "emotion", "audio": {"audio_path": record["audio_path"]},
              "messages": _chat(None, answer)}]
 
 
@@ -121,7 +129,7 @@ def _attributes(record: dict, i: int, rng: random.Random) -> list[dict]:
         value = record.get(field)
         if value in options:
             out.append({"id": f"{i}-{field}", "task": "attributes",
-                        "audio": {"path": record["audio_path"]},
+                        "audio": {"audio_path": record["audio_path"]},
                         "messages": _chat(question, value, system=False)})
     return out
 
@@ -142,7 +150,7 @@ def _comparative(record: dict, i: int, rng: random.Random) -> list[dict]:
                     f"silences. Order them by {noun}, from lowest to highest, as numbers.")
         answer = ", ".join(str(j + 1) for j in order)
     return [{"id": f"{i}-compare-{attribute}", "task": "comparative",
-             "audio": {"path": record["audio_path"], "variants": variants, "gap_s": GAP_S},
+             "audio": {"audio_path": record["audio_path"], "variants": variants, "gap_s": GAP_S},
              "messages": _chat(question, answer, system=False)}]
 
 
@@ -165,9 +173,10 @@ def _caption(record: dict, i: int, rng: random.Random) -> list[dict]:
     if record.get("stressed_words"):
         text += f"; stressed words: {', '.join(record['stressed_words'])}"
     question = "Describe the speaker and how they speak in this audio."
-    return [{"id": f"{i}-caption", "task": "caption", "audio": {"path": record["audio_path"]},
+    return [{"id": f"{i}-caption", "task": "caption", "audio": {"audio_path": record["audio_path"]},
              "messages": _chat(question, text + ".", system=False)}]
 
 
 _MAKERS = {"emotion": _emotion, "attributes": _attributes, "comparative": _comparative,
            "caption": _caption}
+TASKS = tuple(_MAKERS)  # the four SFT tasks (docs/paper.md §4), the recipes' `tasks` keys

@@ -2,6 +2,7 @@
 
     python -m train.evaluate --model SRC --data TEST.jsonl [--judge fact|MODEL_DIR] [--out DIR]
                              [--batch-size 8] [--max-new-tokens 1024] [--limit N]
+                             [--temperature T --top-p P --seed S]   # greedy by default
 
 TEST.jsonl holds records with `audio_path` (relative to the file) and `emotion` (any corpus's
 label: see LABEL_MAPS), optionally `dataset`. The model reasons about every clip (batched
@@ -24,8 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from engine.reasoning.options import GenerationOptions
 from engine.reasoning.parse import normalize_label, parse
 from engine.reasoning.prompts import LABELS
+from train.records import JsonlWriter, load_clip, read_jsonl
 
 # How common corpora's labels map to the nine (None: left out of the evaluation).
 LABEL_MAPS: dict[str, dict[str, str | None]] = {
@@ -77,66 +80,58 @@ def metrics(gold: list[str], pred: list[str | None]) -> dict[str, Any]:
                                                   "matrix": matrix}}
 
 
-def generate_batch(loaded, clips, max_new_tokens: int, temperature: float = 0.0) -> list[str]:
+def generate_batch(loaded, clips, options: GenerationOptions) -> list[str]:
     """Batched generation for several clips with the released prompt (left-padded)."""
-    import torch
-
-    from engine.reasoning.features import placeholder_ids
     from engine.reasoning.prompts import build_messages
 
     processor, model = loaded.processor, loaded.model
     prompt = processor.apply_chat_template(build_messages(), add_generation_prompt=True, tokenize=False)
     batch = processor(text=[prompt] * len(clips), audio=[c.samples for c in clips],
                       padding=True, padding_side="left").to(model.device)
-    suppress = placeholder_ids(model.config, processor.tokenizer)
-    sampling = ({"do_sample": True, "temperature": temperature} if temperature > 0 else
-                {"do_sample": False, "temperature": None, "top_p": None, "top_k": None})
-    with torch.inference_mode():
-        out = model.generate(**batch, max_new_tokens=max_new_tokens, suppress_tokens=suppress, **sampling)
+    out = options.generate(model, processor.tokenizer, batch)
     new = out[:, batch["input_ids"].shape[1]:]
     return processor.tokenizer.batch_decode(new, skip_special_tokens=True)
 
 
 def evaluate(model: str, data: Path, out: Path, judge: str = "fact", batch_size: int = 8,
-             max_new_tokens: int = 1024, limit: int | None = None, quant: str = "auto",
-             device: str = "auto") -> dict[str, Any]:
-    from engine.audio import load_audio
+             options: GenerationOptions | None = None, limit: int | None = None,
+             quant: str = "auto", device: str = "auto") -> dict[str, Any]:
+    """Reason about every clip of `data` not yet in OUT/predictions.jsonl (greedy, 1024 tokens
+    unless `options` say otherwise), then write the report; returns its numbers."""
     from engine.grounding import agreement, check
-    from engine.reasoning.model import load_model
     from engine.prosody import analyze
+    from engine.reasoning.model import load_model
     from train.judges import ModelJudge, ProsodyFactJudge
 
+    options = options or GenerationOptions(max_new_tokens=1024)
     out.mkdir(parents=True, exist_ok=True)
-    records = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
     records = [dict(r, id=r.get("id", r["audio_path"]), gold=map_label(r.get("emotion"), r.get("dataset")))
-               for r in records]
+               for r in read_jsonl(data)]
     records = [r for r in records if r["gold"] is not None][:limit]
     pred_path = out / "predictions.jsonl"
-    done = {json.loads(line)["id"] for line in pred_path.read_text().splitlines()} if pred_path.exists() else set()
+    done = {r["id"] for r in read_jsonl(pred_path)} if pred_path.exists() else set()
     todo = [r for r in records if r["id"] not in done]
     loaded = load_model(model, quant=quant, device=device) if todo else None
     fact = ProsodyFactJudge()
     grader = fact if judge == "fact" else ModelJudge(judge, cache_path=str(out / "judge_cache.json"))
-    with open(pred_path, "a") as f:
+    with JsonlWriter(pred_path, append=True) as predictions:
         for start in range(0, len(todo), batch_size):
             chunk = todo[start:start + batch_size]
-            clips = [load_audio(Path(r["audio_path"]) if Path(r["audio_path"]).is_absolute()
-                                else data.parent / r["audio_path"], max_seconds=600) for r in chunk]
-            texts = generate_batch(loaded, clips, max_new_tokens)
+            clips = [load_clip(r, data.parent) for r in chunk]
+            texts = generate_batch(loaded, clips, options)
             for r, clip, text in zip(chunk, clips, texts):
                 parsed, report = parse(text), analyze(clip)
                 claims = check(parsed.think, report)
                 scores = grader.score(parsed.think, r, report) or fact.score(parsed.think, r, report)
-                f.write(json.dumps({"id": r["id"], "gold": r["gold"], "pred": parsed.label,
-                                    "format_ok": parsed.format_ok, "output": text,
-                                    "think_words": len(parsed.think.split()), "judge": scores,
-                                    "grounding": agreement(claims), "n_claims": len(claims)}) + "\n")
-            f.flush()
+                predictions.write({"id": r["id"], "gold": r["gold"], "pred": parsed.label,
+                                   "format_ok": parsed.format_ok, "output": text,
+                                   "think_words": len(parsed.think.split()), "judge": scores,
+                                   "grounding": agreement(claims), "n_claims": len(claims)})
     return write_report(pred_path, out, model)
 
 
 def write_report(pred_path: Path, out: Path, model: str) -> dict[str, Any]:
-    rows = [json.loads(line) for line in pred_path.read_text().splitlines() if line.strip()]
+    rows = list(read_jsonl(pred_path))
     result = metrics([r["gold"] for r in rows], [r["pred"] if r["pred"] in LABELS else None for r in rows])
     grounded = [r["grounding"] for r in rows if r["grounding"] is not None]
     result.update(
@@ -180,11 +175,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("eval"))
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=1024)
+    ap.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    ap.add_argument("--top-p", type=float, default=1.0)
+    ap.add_argument("--seed", type=int)
     ap.add_argument("--limit", type=int)
     ap.add_argument("--quant", default="auto")
     ap.add_argument("--device", default="auto")
     a = ap.parse_args(argv)
-    r = evaluate(a.model, a.data, a.out, a.judge, a.batch_size, a.max_new_tokens, a.limit, a.quant, a.device)
+    options = GenerationOptions(max_new_tokens=a.max_new_tokens, temperature=a.temperature,
+                                top_p=a.top_p, seed=a.seed)
+    r = evaluate(a.model, a.data, a.out, a.judge, a.batch_size, options, a.limit, a.quant, a.device)
     print(f"accuracy {100 * r['accuracy']:.2f} %, macro-F1 {100 * r['macro_f1']:.2f} % on {r['n']} clips; "
           f"report in {a.out}")
     return 0

@@ -41,43 +41,76 @@ import random
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from engine.reasoning.options import GenerationOptions
+from engine.reasoning.prompts import LABELS, build_messages
+from train.config import BaseRecipe
+from train.rewards import CRITERIA, TOTAL_WEIGHTS
 
 
 @dataclass
-class Recipe:
-    model: str  # the starting point, e.g. the SFT result (EmotionThinker-Base)
-    data: str  # labelled records with audio_path and emotion (train.label output)
-    output_dir: str
-    mode: str = "lora"  # full, lora, qlora
-    train_parts: list[str] = field(default_factory=lambda: ["llm"])
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    num_generations: int = 8  # K, completions per prompt (paper-notes §5)
+class Recipe(BaseRecipe):
+    """GRPO-PTR's recipe: the shared keys (train.config.BaseRecipe) and these."""
+
+    num_generations: int = 8  # K, completions per prompt (docs/paper.md §5)
     prompts_per_step: int = 1
-    beta: float = 0.04  # KL coefficient (paper-notes §5)
+    beta: float = 0.04  # KL coefficient (docs/paper.md §5)
     epsilon: float = 0.2  # ratio clipping
-    learning_rate: float = 1e-6  # paper-notes §5 (weak source)
+    learning_rate: float = 1e-6  # docs/paper.md §5 (weak source)
     max_steps: int = 3000
-    max_new_tokens: int = 256
-    temperature: float = 1.0
-    top_p: float = 1.0
-    reward_weights: list[float] = field(default_factory=lambda: [0.3, 1.0, 0.5])
-    reasoning_weights: dict[str, float] | None = None  # None: equal
-    gate_threshold: float = 0.5
-    gate_window: int = 256
-    judge: str = "fact"  # fact, or a local chat model for train.judges.ModelJudge
     logging_steps: int = 1
-    save_steps: int = 500
-    seed: int = 0
-    device: str = "auto"
-    gradient_checkpointing: bool = False
+    max_new_tokens: int = 256
+    temperature: float = 1.0  # sampling, > 0: a group needs different completions
+    top_p: float = 1.0
+    reward_weights: dict[str, float] = field(default_factory=lambda: dict(TOTAL_WEIGHTS))
+    reasoning_weights: dict[str, float] | None = None  # None: the four criteria weighted equally
+    gate_threshold: float = 0.5  # rolling accuracy that switches the reasoning reward on (> 1: never)
+    gate_window: int = 256  # completions in the rolling window (the paper's is unknown)
+    judge: str = "fact"  # fact, or a local chat model for train.judges.ModelJudge
 
-    @classmethod
-    def load(cls, path: str | Path, **overrides) -> "Recipe":
-        from train.config import load_recipe
+    def validate(self) -> None:
+        super().validate()
+        if self.num_generations < 2:
+            raise ValueError(f"recipe key num_generations must be >= 2 (a group); got {self.num_generations}")
+        for key in ("prompts_per_step", "max_steps", "gate_window"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"recipe key {key} must be >= 1; got {getattr(self, key)!r}")
+        if self.beta < 0 or self.epsilon <= 0:
+            raise ValueError(f"recipe keys beta (>= 0) and epsilon (> 0); got {self.beta}, {self.epsilon}")
+        if self.gate_threshold < 0:
+            raise ValueError(f"recipe key gate_threshold must be >= 0; got {self.gate_threshold}")
+        unknown = set(self.reward_weights) - set(TOTAL_WEIGHTS)
+        if unknown:
+            raise ValueError(f"recipe key reward_weights names unknown rewards {sorted(unknown)}; "
+                             f"known: {', '.join(TOTAL_WEIGHTS)}")
+        self.reward_weights = {**TOTAL_WEIGHTS, **self.reward_weights}
+        if self.reasoning_weights is not None:
+            unknown = set(self.reasoning_weights) - set(CRITERIA)
+            if unknown:
+                raise ValueError(f"recipe key reasoning_weights names unknown criteria {sorted(unknown)}; "
+                                 f"known: {', '.join(CRITERIA)}")
+        if self.temperature <= 0:
+            raise ValueError(f"recipe key temperature must be > 0 (GRPO samples); got {self.temperature}")
+        _ = self.generation  # GenerationOptions refuses a bad max_new_tokens or top_p
 
-        return load_recipe(cls, path, **overrides)
+    @property
+    def generation(self) -> GenerationOptions:
+        """How completions are sampled (the engine's options: placeholders suppressed)."""
+        return GenerationOptions(max_new_tokens=self.max_new_tokens, temperature=self.temperature,
+                                 top_p=self.top_p)
+
+
+@dataclass(frozen=True)
+class Group:
+    """One prompt's K sampled completions, scored: what a policy step learns from."""
+
+    inputs: Any  # the prompt's BatchFeature (ids, attention, the clip's audio features)
+    prompt_len: int  # prompt tokens
+    sequences: Any  # [K, T] completion token ids
+    mask: Any  # [K, T] 1 up to and including each completion's end-of-sequence token
+    texts: list[str]  # the completions as text
+    rewards: dict[str, list[float]]  # train.rewards.group_rewards: format, outcome, ... total
 
 
 def completion_mask(ids, eos_ids: set[int]):
@@ -121,26 +154,89 @@ def grpo_loss(logp, old_logp, ref_logp, advantages, mask, beta: float, epsilon: 
     return loss, float(((kl.detach() * mask).sum(1) / lengths).mean())
 
 
+def rollout(policy, processor, record: dict, clip, recipe: Recipe, judges, gate_open: bool) -> Group:
+    """Sample K completions for one clip and score them (format, outcome, judged reasoning,
+    tau, total)."""
+    import torch
+
+    from engine.prosody import analyze
+    from engine.reasoning.parse import normalize_label, parse
+    from train.rewards import group_rewards
+
+    judge, fact_judge = judges
+    tokenizer = processor.tokenizer
+    prompt = processor.apply_chat_template(build_messages(), add_generation_prompt=True, tokenize=False)
+    inputs = processor(text=prompt, audio=[clip.samples]).to(policy.device)
+    prompt_len = inputs["input_ids"].shape[1]
+    k = recipe.num_generations
+    repeated = {"input_ids": inputs["input_ids"].repeat(k, 1),
+                "attention_mask": inputs["attention_mask"].repeat(k, 1),
+                "input_features": inputs["input_features"].repeat(k, 1, 1),
+                "feature_attention_mask": inputs["feature_attention_mask"].repeat(k, 1)}
+    with torch.no_grad():
+        generated = recipe.generation.generate(policy, tokenizer, repeated)
+    sequences = generated[:, prompt_len:]
+    mask = completion_mask(sequences, set(_as_list(policy.generation_config.eos_token_id)))
+    texts = tokenizer.batch_decode(sequences * mask + (1 - mask) * (tokenizer.pad_token_id or 0),
+                                   skip_special_tokens=True)
+    report = analyze(clip)
+    thinks = [parse(t).think for t in texts]
+    scores = [judge.score(t, record, report) or fact_judge.score(t, record, report)
+              for t in thinks]  # a model judge that cannot answer: the fact judge
+    rewards = group_rewards(texts, normalize_label(record["emotion"]), scores, gate_open,
+                            recipe.reasoning_weights, recipe.reward_weights)
+    return Group(inputs, prompt_len, sequences, mask, texts, rewards)
+
+
+def policy_step(model, reference, group: Group, recipe: Recipe, accelerator) -> tuple[float, float]:
+    """Backpropagate GRPO's loss for one group (scaled for `prompts_per_step` groups a step);
+    returns (loss, mean KL). `reference` is a frozen model, or None to use the policy with its
+    adapter switched off."""
+    import torch
+
+    rewards = torch.tensor(group.rewards["total"], device=accelerator.device)
+    advantages = (rewards - rewards.mean()) / (rewards.std() + 1e-4)
+    args = (group.inputs, group.sequences, group.mask, group.prompt_len)
+    logp = token_logps(model, *args)
+    ref_logp = None
+    if recipe.beta > 0:
+        with torch.no_grad():
+            if reference is not None:
+                ref_logp = token_logps(reference, *args)
+            else:
+                with accelerator.unwrap_model(model).disable_adapter():
+                    ref_logp = token_logps(model, *args)
+    loss, kl = grpo_loss(logp, logp.detach(), ref_logp, advantages, group.mask.float(),
+                         recipe.beta, recipe.epsilon)
+    accelerator.backward(loss / recipe.prompts_per_step)
+    return float(loss), kl
+
+
+def group_stats(group: Group, loss: float, kl: float) -> dict[str, float]:
+    """What one group contributes to the step's logged means."""
+    r, k = group.rewards, len(group.texts)
+    return {"loss": loss, "accuracy": sum(r["outcome"]) / k, "format_rate": sum(r["format"]) / k,
+            "reasoning_reward": sum(r["reasoning"]) / k, "tau": r["tau"][0],
+            "reward": sum(r["total"]) / k, "kl": kl,
+            "completion_tokens": float(group.mask.sum(1).float().mean())}
+
+
 def train(recipe: Recipe) -> Path:
     """Run GRPO-PTR; returns OUT/final."""
     import torch
     from accelerate import Accelerator
 
-    from engine.audio import load_audio
-    from engine.reasoning.features import placeholder_ids
-    from engine.reasoning.parse import normalize_label, parse
-    from engine.reasoning.prompts import LABELS, build_messages
-    from engine.prosody import analyze
+    from engine.reasoning.parse import normalize_label
     from train.judges import ModelJudge, ProsodyFactJudge
-    from train.rewards import ProgressiveGate, group_rewards
+    from train.records import load_clip, read_jsonl
+    from train.rewards import ProgressiveGate
     from train.sft import copy_processor_files, prepare_model
 
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     rng = random.Random(recipe.seed + accelerator.process_index)
     torch.manual_seed(recipe.seed + accelerator.process_index)
     base = Path(recipe.data).parent
-    records = [r for r in (json.loads(line) for line in Path(recipe.data).read_text().splitlines()
-                           if line.strip()) if normalize_label(r.get("emotion")) in LABELS]
+    records = [r for r in read_jsonl(recipe.data) if normalize_label(r.get("emotion")) in LABELS]
     if not records:
         raise ValueError(f"{recipe.data} has no record with one of the nine emotions")
     model, loaded = prepare_model(recipe)
@@ -152,88 +248,40 @@ def train(recipe: Recipe) -> Path:
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                                   lr=recipe.learning_rate)
     model, optimizer = accelerator.prepare(model, optimizer)
-    processor, tokenizer = loaded.processor, loaded.processor.tokenizer
-    prompt = processor.apply_chat_template(build_messages(), add_generation_prompt=True, tokenize=False)
-    suppress = placeholder_ids(accelerator.unwrap_model(model).config, tokenizer)
-    eos = set(_as_list(loaded.model.generation_config.eos_token_id))
     fact_judge = ProsodyFactJudge()
-    judge = fact_judge if recipe.judge == "fact" else ModelJudge(recipe.judge)
+    judges = (fact_judge if recipe.judge == "fact" else ModelJudge(recipe.judge), fact_judge)
     gate = ProgressiveGate(recipe.gate_threshold, recipe.gate_window)
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    log = open(out / "metrics.jsonl", "a")
-    for step in range(1, recipe.max_steps + 1):
-        stats, losses, outcomes = [], [], []
-        for _ in range(recipe.prompts_per_step):
-            record = rng.choice(records)
-            label = normalize_label(record["emotion"])
-            path = Path(record["audio_path"])
-            clip = load_audio(path if path.is_absolute() else base / path, max_seconds=600)
-            inputs = processor(text=prompt, audio=[clip.samples]).to(accelerator.device)
-            prompt_len = inputs["input_ids"].shape[1]
-            policy = accelerator.unwrap_model(model)
-            k = recipe.num_generations
-            with torch.no_grad():
-                generated = policy.generate(
-                    input_ids=inputs["input_ids"].repeat(k, 1),
-                    attention_mask=inputs["attention_mask"].repeat(k, 1),
-                    input_features=inputs["input_features"].repeat(k, 1, 1),
-                    feature_attention_mask=inputs["feature_attention_mask"].repeat(k, 1),
-                    do_sample=True, temperature=recipe.temperature, top_p=recipe.top_p,
-                    max_new_tokens=recipe.max_new_tokens, suppress_tokens=suppress)
-            sequences = generated[:, prompt_len:]
-            mask = completion_mask(sequences, eos)
-            texts = tokenizer.batch_decode(sequences * mask + (1 - mask) * (tokenizer.pad_token_id or 0),
-                                           skip_special_tokens=True)
-            report = analyze(clip)
-            thinks = [parse(t).think for t in texts]
-            scores = [judge.score(t, record, report) or fact_judge.score(t, record, report)
-                      for t in thinks]  # a model judge that cannot answer: the fact judge
-            r = group_rewards(texts, label, scores, gate.open, recipe.reasoning_weights,
-                              tuple(recipe.reward_weights))
-            totals = r["total"]
-            rewards = torch.tensor(totals, device=accelerator.device)
-            advantages = (rewards - rewards.mean()) / (rewards.std() + 1e-4)
-            logp = token_logps(model, inputs, sequences, mask, prompt_len)
-            ref_logp = None
-            if recipe.beta > 0:
-                with torch.no_grad():
-                    if reference is not None:
-                        ref_logp = token_logps(reference, inputs, sequences, mask, prompt_len)
-                    else:
-                        with accelerator.unwrap_model(model).disable_adapter():
-                            ref_logp = token_logps(model, inputs, sequences, mask, prompt_len)
-            loss, kl = grpo_loss(logp, logp.detach(), ref_logp, advantages, mask.float(),
-                                 recipe.beta, recipe.epsilon)
-            accelerator.backward(loss / recipe.prompts_per_step)
-            losses.append(float(loss))
-            stats.append({"accuracy": sum(r["outcome"]) / k, "format_rate": sum(r["format"]) / k,
-                          "reasoning_reward": sum(r["reasoning"]) / k, "tau": r["tau"][0],
-                          "reward": sum(totals) / k, "kl": kl,
-                          "completion_tokens": float(mask.sum(1).float().mean())})
-            outcomes.extend(r["outcome"])
-        # every process sees every outcome, so all switch the reasoning reward on at one step
-        everyone = accelerator.gather(torch.tensor(outcomes, device=accelerator.device)).tolist()
-        if gate.update(everyone, step) and accelerator.is_main_process:
-            print(f"step {step}: rolling accuracy {gate.accuracy:.2f} reached "
-                  f"{recipe.gate_threshold}: the reasoning reward is on", file=sys.stderr)
-        accelerator.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad()
-        if step % recipe.logging_steps == 0:
-            local = {"loss": sum(losses) / len(losses)}
-            local.update({key: sum(s[key] for s in stats) / len(stats) for key in stats[0]})
-            keys = sorted(local)  # the mean over processes (each holds whole groups)
-            means = accelerator.gather(torch.tensor([[local[k] for k in keys]],
-                                                    device=accelerator.device)).mean(0).tolist()
-            if accelerator.is_main_process:
-                row = {"step": step, "phase": "reasoning" if gate.open else "outcome",
-                       "gate_opened_at": gate.opened_at_step, **dict(zip(keys, means))}
-                log.write(json.dumps(row) + "\n")
-                log.flush()
-        if step % recipe.save_steps == 0 and accelerator.is_main_process:
-            accelerator.unwrap_model(model).save_pretrained(out / f"checkpoint-{step}")
-    log.close()
+    with open(out / "metrics.jsonl", "a") as log:
+        for step in range(1, recipe.max_steps + 1):
+            stats, outcomes = [], []
+            for _ in range(recipe.prompts_per_step):
+                record = rng.choice(records)
+                group = rollout(accelerator.unwrap_model(model), loaded.processor, record,
+                                load_clip(record, base), recipe, judges, gate.open)
+                stats.append(group_stats(group, *policy_step(model, reference, group, recipe,
+                                                             accelerator)))
+                outcomes.extend(group.rewards["outcome"])
+            # every process sees every outcome, so all switch the reasoning reward on at one step
+            everyone = accelerator.gather(torch.tensor(outcomes, device=accelerator.device)).tolist()
+            if gate.update(everyone, step) and accelerator.is_main_process:
+                print(f"step {step}: rolling accuracy {gate.accuracy:.2f} reached "
+                      f"{recipe.gate_threshold}: the reasoning reward is on", file=sys.stderr)
+            accelerator.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad()
+            if step % recipe.logging_steps == 0:
+                keys = sorted(stats[0])  # the mean over processes (each holds whole groups)
+                local = [[sum(s[key] for s in stats) / len(stats) for key in keys]]
+                means = accelerator.gather(torch.tensor(local, device=accelerator.device)).mean(0).tolist()
+                if accelerator.is_main_process:
+                    row = {"step": step, "phase": "reasoning" if gate.open else "outcome",
+                           "gate_opened_at": gate.opened_at_step, **dict(zip(keys, means))}
+                    log.write(json.dumps(row) + "\n")
+                    log.flush()
+            if step % recipe.save_steps == 0 and accelerator.is_main_process:
+                accelerator.unwrap_model(model).save_pretrained(out / f"checkpoint-{step}")
     final = out / "final"
     if accelerator.is_main_process:
         accelerator.unwrap_model(model).save_pretrained(final)

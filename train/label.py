@@ -4,8 +4,10 @@
     python -m train.label extract --input clips.jsonl --output measured.jsonl
     python -m train.label calibrate --input measured.jsonl --output labelled.jsonl [--min-group 50]
 
-Input: JSON lines with `audio_path` (relative paths are read from the input file's folder) and
-optionally `transcription`, `emotion`, `dataset`, `gender`; every other field is carried through.
+Input: JSON lines with `audio_path` and optionally `transcription`, `emotion`, `dataset`,
+`gender`; every other field is carried through. Paths follow train.records' rule (relative to the
+file's folder), and the output's are rewritten to resolve from the output's folder, so
+`--input clips.jsonl --output data/labelled.jsonl` feeds train.sft as it is.
 Two passes, as the reference pipeline (paper-notes §3):
 - extract measures each clip with engine.prosody in a process pool: pitch, energy, speaking rate
   (syllables per second of speech from the transcript via CMUdict; the acoustic syllable-nuclei
@@ -23,36 +25,37 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
+import traceback
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from engine.prosody.levels import LEVEL_WORDS, place
+from train.records import SCHEMA, JsonlWriter, audio_file, load_clip, read_jsonl, rebase
 
-SCHEMA = ("audio_path", "transcription", "emotion", "pitch_level", "energy_level", "speed_level",
-          "stressed_words", "intonation", "gender", "age_level", "cot_analysis")
 TERTILES = (100 / 3, 200 / 3)  # percentiles of the cut points (paper-notes §3)
 MIN_GROUP = 50  # smaller groups fall back to pooled cuts (paper-notes §3)
 MEASURE = {"pitch": "pitch_median_hz", "energy": "energy_dbfs", "speed": "rate_sps"}
 
+logger = logging.getLogger(__name__)
 _TAGGERS: list = []  # set in each worker process
 
 
 def measure(record: dict[str, Any], base: str) -> dict[str, Any]:
     """Extract one record: its prosody measurements and the tagged fields. Raises on failure."""
-    from engine.audio import load_audio
     from engine.prosody import analyze
     from train.phonemes import count_syllables
     from train.taggers import tag_fields
 
-    path = Path(record["audio_path"])
-    clip = load_audio(path if path.is_absolute() else Path(base) / path, max_seconds=600)
+    clip = load_clip(record, base)
     report = analyze(clip)
     p, e, r, i = report.pitch, report.energy, report.rate, report.intonation
     syllables = count_syllables(record.get("transcription"))
@@ -78,23 +81,26 @@ def measure(record: dict[str, Any], base: str) -> dict[str, Any]:
 
 
 def extract(input_path: Path, output: Path, workers: int = 1, taggers: tuple[str, ...] = ()) -> dict:
-    """Measure every clip not yet in `output`; append results, write failures to the errors
-    file. Returns counts and throughput."""
-    records = list(_read(input_path))
-    done = {r["audio_path"] for r in _read(output)} if output.exists() else set()
-    todo = [r for r in records if r.get("audio_path") not in done]
+    """Measure every clip not yet in `output`; append results (their audio paths rebased to
+    resolve from the output's folder), write failures to the errors file. Returns counts and
+    throughput."""
+    records = list(read_jsonl(input_path))
+    done = {_key(r, output.parent) for r in read_jsonl(output)} if output.exists() else set()
+    todo = [r for r in records if _key(r, input_path.parent) not in done]
     errors_path = output.with_suffix(".errors.jsonl")
     n_ok = n_err = 0
     start = time.perf_counter()
-    with open(output, "a") as out, open(errors_path, "w") as errors:
+    with JsonlWriter(output, append=True) as out, JsonlWriter(errors_path) as errors:
         for record, result, error in _run(todo, str(input_path.parent), workers, taggers):
             if error is None:
-                out.write(json.dumps(result) + "\n")
+                out.write(rebase(result, input_path.parent, output.parent))
                 n_ok += 1
             else:
-                errors.write(json.dumps({"audio_path": record.get("audio_path"), "error": error}) + "\n")
+                message, trace = error
+                if trace:  # a defect rather than a bad clip: keep the traceback
+                    logger.error("measuring %s failed:\n%s", record.get("audio_path"), trace)
+                errors.write({"audio_path": record.get("audio_path"), "error": message})
                 n_err += 1
-            out.flush()
     seconds = time.perf_counter() - start
     stats = {"total": len(records), "skipped": len(records) - len(todo), "measured": n_ok,
              "failed": n_err, "seconds": round(seconds, 2),
@@ -105,7 +111,7 @@ def extract(input_path: Path, output: Path, workers: int = 1, taggers: tuple[str
 
 def calibrate(input_path: Path, output: Path, min_group: int = MIN_GROUP) -> dict:
     """Levels by tertiles per group; writes the labelled records, the cuts and a report."""
-    records = list(_read(input_path))
+    records = [rebase(r, input_path.parent, output.parent) for r in read_jsonl(input_path)]
     cuts: dict[str, dict[str, list[float] | None]] = {}
     for attr, key in MEASURE.items():
         values = [(r["prosody"][key], _group(attr, r)) for r in records if r["prosody"].get(key) is not None]
@@ -117,7 +123,7 @@ def calibrate(input_path: Path, output: Path, min_group: int = MIN_GROUP) -> dic
         cuts[attr].update({g: (_tertiles(vs) if len(vs) >= min_group else None)
                            for g, vs in sorted(by_group.items())})
     counts: dict[str, Counter] = defaultdict(Counter)
-    with open(output, "w") as out:
+    with JsonlWriter(output) as out:
         for r in records:
             for attr, key in MEASURE.items():
                 value, group = r["prosody"].get(key), _group(attr, r)
@@ -127,7 +133,7 @@ def calibrate(input_path: Path, output: Path, min_group: int = MIN_GROUP) -> dic
                 counts[f"{attr} {group}"][level] += 1
             for field in SCHEMA:
                 r.setdefault(field, None)
-            out.write(json.dumps(r) + "\n")
+            out.write(r)
     output.with_suffix(".cuts.json").write_text(json.dumps(
         {"percentiles": TERTILES, "min_group": min_group, "cuts": cuts}, indent=2))
     output.with_suffix(".report.md").write_text(_report(counts, cuts, len(records)))
@@ -156,14 +162,24 @@ def _init_worker(taggers: tuple[str, ...]) -> None:
     _TAGGERS[:] = [load_tagger(t) for t in taggers]
 
 
-def _safe_measure(args) -> tuple[dict | None, str | None]:
+def _safe_measure(args) -> tuple[dict | None, tuple[str, str | None] | None]:
+    """(result, None), or (None, (message, traceback or None)): a ValueError is a bad clip (the
+    message says why); anything else is a defect whose traceback the caller logs."""
     record, base = args
     try:
-        if "audio_path" not in record:
-            raise ValueError("the record has no audio_path")
         return measure(record, base), None
-    except Exception as exc:  # one bad clip must not stop the corpus
-        return None, f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
+    except ValueError as exc:
+        return None, (str(exc), None)
+    except Exception as exc:  # noqa: BLE001 - one failing clip must not stop the corpus
+        return None, (f"{type(exc).__name__}: {exc}", traceback.format_exc())
+
+
+def _key(record: dict, base: Path) -> str | None:
+    """The record's audio file as an absolute path (what makes two records the same clip)."""
+    try:
+        return os.path.abspath(audio_file(record, base))
+    except ValueError:
+        return None
 
 
 def _group(attr: str, record: dict) -> str:
@@ -186,13 +202,6 @@ def _report(counts: dict[str, Counter], cuts: dict, n: int) -> str:
         names = LEVEL_WORDS[attr]
         lines.append(f"| {name} | {cut_text} | " + " | ".join(str(c.get(k, 0)) for k in (*names, None)) + " |")
     return "\n".join(lines) + "\n"
-
-
-def _read(path: Path) -> Iterator[dict]:
-    with open(path) as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)
 
 
 def _r(x, nd: int = 3):

@@ -32,7 +32,7 @@ from engine.reasoning.parse import format_ok, normalize_label, parse
 CRITERIA = ("factual_alignment", "interpretative_quality", "caption_completeness",
             "fluency_structure")
 EQUAL_WEIGHTS = {c: 0.25 for c in CRITERIA}  # the paper's weights are unknown: equal by default
-TOTAL_WEIGHTS = (0.3, 1.0, 0.5)  # format, outcome, reasoning (paper-notes §5)
+TOTAL_WEIGHTS = {"format": 0.3, "outcome": 1.0, "reasoning": 0.5}  # docs/paper.md §5
 
 
 def format_reward(completion: str) -> float:
@@ -74,10 +74,12 @@ def trust_weight(correct: list[bool], reasoning: list[float]) -> float:
 
 
 def total_reward(r_format: float, r_outcome: float, r_reasoning: float, tau: float,
-                 reasoning_on: bool = True, weights: tuple[float, float, float] = TOTAL_WEIGHTS) -> float:
-    """R = a R_f + b R_o + c tau R_t (the last term only when `reasoning_on`)."""
-    a, b, c = weights
-    return a * r_format + b * r_outcome + (c * tau * r_reasoning if reasoning_on else 0.0)
+                 reasoning_on: bool = True, weights: dict[str, float] | None = None) -> float:
+    """R = w_format R_f + w_outcome R_o + w_reasoning tau R_t (the last term only when
+    `reasoning_on`); `weights` by name, TOTAL_WEIGHTS for any not given."""
+    w = {**TOTAL_WEIGHTS, **(weights or {})}
+    return (w["format"] * r_format + w["outcome"] * r_outcome
+            + (w["reasoning"] * tau * r_reasoning if reasoning_on else 0.0))
 
 
 @dataclass
@@ -114,7 +116,7 @@ class ProgressiveGate:
 
 def group_rewards(completions: list[str], label: str, judge_scores: list[dict[str, float]],
                   gate_open: bool, weights: dict[str, float] | None = None,
-                  total_weights: tuple[float, float, float] = TOTAL_WEIGHTS) -> dict[str, list[float]]:
+                  total_weights: dict[str, float] | None = None) -> dict[str, list[float]]:
     """Every reward of one group of completions for one prompt: format, outcome, reasoning, the
     group's tau (repeated) and the total."""
     rf = [format_reward(c) for c in completions]
@@ -125,5 +127,3 @@ def group_rewards(completions: list[str], label: str, judge_scores: list[dict[st
     return {"format": rf, "outcome": ro, "reasoning": rt, "tau": [tau] * len(completions),
             "total": total}
 
-
-REWARDS = {"format": format_reward, "outcome": outcome_reward, "reasoning": reasoning_reward}

@@ -32,6 +32,9 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from train.config import BaseRecipe
+from train.data import DEFAULT_RECIPE, TASKS
+
 IGNORE = -100  # label of tokens that carry no loss
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
                 "fc1", "fc2", "out_proj", "proj")
@@ -41,42 +44,33 @@ PROCESSOR_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "mer
 
 
 @dataclass
-class Recipe:
-    model: str  # hub id or checkpoint directory of the starting point
-    data: str  # labelled EmotionCoT-style JSON lines (train.label output)
-    output_dir: str
-    mode: str = "lora"  # full, lora, qlora
-    train_parts: list[str] = field(default_factory=lambda: ["llm"])
-    tasks: dict[str, float] = field(default_factory=lambda: {"emotion": 0.4, "attributes": 0.3,
-                                                             "comparative": 0.2, "caption": 0.1})
+class Recipe(BaseRecipe):
+    """SFT's recipe: the shared keys (train.config.BaseRecipe) and these."""
+
+    tasks: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RECIPE))  # task: weight
     n_samples: int | None = None  # None: as many as the data give at these proportions
-    lora_r: int = 16
-    lora_alpha: int = 32
     lora_dropout: float = 0.05
-    learning_rate: float = 1e-4
     epochs: float = 1.0
-    max_steps: int = -1  # > 0 overrides epochs
     batch_size: int = 1
     grad_accum: int = 8
     max_length: int = 4096  # tokens; longer samples are cut (their loss tokens with them)
-    logging_steps: int = 10
-    save_steps: int = 500
-    seed: int = 0
-    device: str = "auto"
-    gradient_checkpointing: bool = False
     merge: bool = False  # also write OUT/merged: a LoRA merged into a 16-bit base
     resume: bool = False
 
-    @classmethod
-    def load(cls, path: str | Path, **overrides) -> "Recipe":
-        from train.config import load_recipe
-
-        recipe = load_recipe(cls, path, **overrides)
-        if recipe.mode not in ("full", "lora", "qlora"):
-            raise ValueError(f"mode must be full, lora or qlora; got {recipe.mode!r}")
-        if not set(recipe.train_parts) <= {"audio_encoder", "projector", "llm"}:
-            raise ValueError(f"train_parts are audio_encoder, projector, llm; got {recipe.train_parts}")
-        return recipe
+    def validate(self) -> None:
+        super().validate()
+        for task, weight in self.tasks.items():
+            if task not in TASKS:
+                raise ValueError(f"recipe key tasks names an unknown task {task!r}; known: {', '.join(TASKS)}")
+            if weight < 0:
+                raise ValueError(f"recipe key tasks: the weight of {task} must be >= 0; got {weight}")
+        if not any(w > 0 for w in self.tasks.values()):
+            raise ValueError("recipe key tasks must give at least one task a weight above 0")
+        for key in ("batch_size", "grad_accum", "max_length"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"recipe key {key} must be >= 1; got {getattr(self, key)!r}")
+        if self.merge and self.mode != "lora":
+            raise ValueError("recipe key merge needs mode: lora (a 16-bit base to merge into)")
 
 
 class Collator:
@@ -169,8 +163,9 @@ def train(recipe: Recipe) -> Path:
     from transformers import Trainer, TrainingArguments
 
     from train.data import build_samples
+    from train.records import read_jsonl
 
-    records = [json.loads(line) for line in Path(recipe.data).read_text().splitlines() if line.strip()]
+    records = list(read_jsonl(recipe.data))
     samples = build_samples(records, recipe.tasks, recipe.n_samples, recipe.seed)
     if not samples:
         raise ValueError(f"{recipe.data} gives no samples for the tasks {list(recipe.tasks)}")

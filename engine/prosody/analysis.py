@@ -21,7 +21,7 @@ import numpy as np
 
 from engine.audio import DBFS_FLOOR, Clip
 from engine.prosody.intonation import Intonation, classify
-from engine.prosody.levels import DEFAULT_NORMS, Levels, LevelNorms
+from engine.prosody.levels import DEFAULT_NORMS, LevelNorms, Levels
 from engine.prosody.pitch import FRAME_STEP_S, frame_times, track_pitch
 
 # Speech activity (paper-notes §3): 25 ms RMS frames every 10 ms, threshold relative to the loud end

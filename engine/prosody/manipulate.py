@@ -14,7 +14,8 @@ tier, re-synthesised by overlap-add), so the voice stays the speaker's own:
 Order of operations: the range is scaled about the speaker's median F0 (in the log domain, so
 range 0.5 halves the semitone spread), a tilt adds a straight line in semitones across the clip
 (from -tilt/2 to +tilt/2: positive rises, negative falls), then the contour is shifted, the time
-axis rescaled, and the gain applied. This powers the app's prosody lab and the comparative-prosody training data.
+axis rescaled, and the gain applied. This powers the app's prosody lab and the comparative-prosody
+training data.
 """
 
 from __future__ import annotations

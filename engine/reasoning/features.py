@@ -26,7 +26,6 @@ from transformers.processing_utils import ProcessorMixin
 
 from engine.reasoning.prompts import QWEN_OMNI_CHAT_TEMPLATE
 
-
 OMNI_TOKENS = {"audio_token": "<|AUDIO|>", "audio_bos_token": "<|audio_bos|>",
                "audio_eos_token": "<|audio_eos|>", "image_token": "<|IMAGE|>",
                "video_token": "<|VIDEO|>", "vision_bos_token": "<|vision_bos|>",

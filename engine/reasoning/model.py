@@ -26,9 +26,10 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from engine.reasoning.features import EmotionThinkerProcessor
@@ -46,7 +47,7 @@ class ModelUnavailable(RuntimeError):
 @dataclass(frozen=True, eq=False)
 class LoadedModel:
     model: Any  # Qwen2_5OmniThinkerForConditionalGeneration, in eval mode
-    processor: "EmotionThinkerProcessor"
+    processor: EmotionThinkerProcessor
     source: str  # what the caller asked for (hub id or directory)
     path: str  # the local directory the weights were read from
     device: str  # "cuda:0", "cpu", ...
@@ -103,8 +104,7 @@ def load_model(source: str | os.PathLike = DEFAULT_SOURCE, quant: str = "auto",
 def fetch_checkpoint(repo_id: str, say: Callable[[str], None] = print) -> Path:
     """Download (or find in the cache) the files the thinker needs from a hub repository."""
     from huggingface_hub import hf_hub_download, snapshot_download
-    from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError,
-                                        RepositoryNotFoundError)
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
     if not offline and not _hub_reachable():
@@ -170,7 +170,7 @@ def _hub_reachable() -> bool:
     try:
         get_session().head(constants.ENDPOINT, timeout=HUB_TIMEOUT_S, follow_redirects=True)
         return True
-    except Exception:  # connection refused, DNS failure, timeout, proxy error ...
+    except Exception:  # noqa: BLE001 - connection refused, DNS failure, timeout, proxy error ...
         return False
 
 

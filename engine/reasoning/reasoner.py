@@ -22,13 +22,16 @@ generation reaches the caller as `GenerationError`; a dead worker never leaves i
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
-from engine.audio import Clip
+from engine.audio import SAMPLE_RATE_HZ, Clip
+from engine.reasoning.options import GenerationOptions
 from engine.reasoning.parse import StreamParser
 from engine.reasoning.prompts import build_messages
 from engine.reasoning.scores import score_labels
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
     from engine.reasoning.model import LoadedModel
 
 POLL_S = 0.25  # how often a waiting consumer checks that the worker is alive
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,9 @@ class Done:
     token_ids: tuple[int, ...] = ()  # the generated token ids, special tokens included
 
 
+ReasoningEvent = TextDelta | Answer | Done  # what Reasoner.stream yields
+
+
 class ReasonerBusy(RuntimeError):
     """Another generation holds the model and did not finish within the wait."""
 
@@ -91,15 +98,12 @@ _END = object()
 class Reasoner:
     """Streams the thinker's reasoning about a clip; see the module docstring."""
 
-    def __init__(self, loaded: "LoadedModel", *, audio_prefix: bool = True) -> None:
+    def __init__(self, loaded: LoadedModel, *, audio_prefix: bool = True) -> None:
         self.loaded = loaded
         self.model, self.processor = loaded.model, loaded.processor
         self.tokenizer = self.processor.tokenizer
         self.prompt = self.processor.apply_chat_template(
             build_messages(audio_prefix), add_generation_prompt=True, tokenize=False)
-        from engine.reasoning.features import placeholder_ids
-
-        self.suppressed = placeholder_ids(self.model.config, self.tokenizer)
         self._lock = threading.Lock()
 
     def inputs(self, clip: Clip):
@@ -108,18 +112,21 @@ class Reasoner:
         device = self.model.device
         return batch.to(device)
 
-    def stream(self, clip: Clip, *, max_new_tokens: int = 2048, temperature: float = 0.0,
-               top_p: float = 1.0, seed: int | None = None, stop: threading.Event | None = None,
-               score: bool = True, wait_s: float | None = None) -> Iterator[object]:
-        """Yield TextDelta events as the model writes, then an Answer, then Done. Greedy when
-        `temperature` is 0. See the module docstring for stopping and concurrency."""
+    def stream(self, clip: Clip, options: GenerationOptions | None = None, *,
+               stop: threading.Event | None = None, score: bool = True,
+               wait_s: float | None = None, **fields: Any) -> Iterator[ReasoningEvent]:
+        """Yield TextDelta events as the model writes, then an Answer, then Done. `options`
+        (default: greedy, 2048 tokens) says how to generate; keyword `fields` override single
+        options (`stream(clip, max_new_tokens=256)`). See the module docstring for stopping and
+        concurrency."""
+        options = replace(options or GenerationOptions(), **fields)
         t_call = time.perf_counter()
         if not self._lock.acquire(timeout=-1 if wait_s is None else wait_s):
             raise ReasonerBusy(f"the model is busy with another clip (waited {wait_s:g} s)")
         worker = None
         try:
             inputs = self.inputs(clip)
-            worker = self._start(inputs, max_new_tokens, temperature, top_p, seed, stop)
+            worker = self._start(inputs, options, stop)
             parser, decoder = StreamParser(), _IncrementalDecoder(self.tokenizer)
             ids: list[int] = []
             t_first = t_last = None
@@ -166,30 +173,21 @@ class Reasoner:
         from engine.audio import from_array
         from engine.prosody.synth import harmonic
 
-        clip = from_array(harmonic(150.0, seconds).astype(np.float32), 16_000)
+        clip = from_array(harmonic(150.0, seconds).astype(np.float32), SAMPLE_RATE_HZ)
         t0 = time.perf_counter()
-        for _ in self.stream(clip, max_new_tokens=max_new_tokens, score=False):
+        for _ in self.stream(clip, GenerationOptions(max_new_tokens=max_new_tokens), score=False):
             pass
         return time.perf_counter() - t0
 
-    def _start(self, inputs, max_new_tokens, temperature, top_p, seed, stop) -> _Worker:
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
+    def _start(self, inputs, options: GenerationOptions, stop: threading.Event | None) -> _Worker:
         from transformers.generation.streamers import BaseStreamer
 
         def run() -> None:
             try:
-                if seed is not None:
-                    torch.manual_seed(seed)
-                sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} \
-                    if temperature > 0 else {"do_sample": False, "temperature": None, "top_p": None,
-                                             "top_k": None}
-                with torch.inference_mode():
-                    self.model.generate(
-                        **inputs, max_new_tokens=max_new_tokens, streamer=streamer,
-                        stopping_criteria=StoppingCriteriaList([halt]),
-                        suppress_tokens=self.suppressed, **sampling)
+                options.generate(self.model, self.tokenizer, inputs, streamer=streamer,
+                                 stop=[e for e in (worker.cancel, stop) if e is not None])
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+                logger.exception("generation failed")
                 worker.error = exc
             finally:
                 worker.tokens.put(_END)
@@ -207,13 +205,7 @@ class Reasoner:
             def end(self):
                 pass
 
-        class Halt(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kwargs):
-                halted = worker.cancel.is_set() or (stop is not None and stop.is_set())
-                return torch.full((input_ids.shape[0],), halted, dtype=torch.bool,
-                                  device=input_ids.device)
-
-        streamer, halt = Streamer(), Halt()
+        streamer = Streamer()
         worker = _Worker(thread=threading.Thread(target=run, name="emotionthinker-generate",
                                                  daemon=True))
         worker.thread.start()

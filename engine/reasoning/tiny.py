@@ -18,8 +18,8 @@ noise, which is what the tests need: real decoding, real parsing, no faked outpu
 from __future__ import annotations
 
 import argparse
-import sys
 import json
+import sys
 from pathlib import Path
 
 from engine.reasoning.prompts import LABEL_OPTIONS, QUESTION, QWEN_OMNI_CHAT_TEMPLATE, SYSTEM_PROMPT
@@ -111,8 +111,7 @@ def build(out_dir: str | Path, *, full_size: bool = False, thinker_only: bool = 
     """Write a random-weight checkpoint to `out_dir` and return its path."""
     import torch
     from transformers import GenerationConfig
-    from transformers.models.qwen2_5_omni import (Qwen2_5OmniConfig,
-                                                  Qwen2_5OmniThinkerForConditionalGeneration)
+    from transformers.models.qwen2_5_omni import Qwen2_5OmniConfig, Qwen2_5OmniThinkerForConditionalGeneration
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
