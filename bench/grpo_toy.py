@@ -20,10 +20,12 @@ lr 2e-4 or 1e-3, up to 120 steps) the tiny model stayed at chance.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import tempfile
 from pathlib import Path
+
+from engine.audio import SAMPLE_RATE_HZ
+from train.records import JsonlWriter, read_jsonl
 
 
 def make_corpus(folder: Path, n: int = 24, seed: int = 0) -> Path:
@@ -39,15 +41,16 @@ def make_corpus(folder: Path, n: int = 24, seed: int = 0) -> Path:
         f0 = rng.uniform(230, 270) if high else rng.uniform(90, 110)
         x = synth.harmonic(f0, 1.0, syllable_hz=4.0)
         name = f"clips/toy{i:03d}.wav"
-        sf.write(folder / name, x, 16000)
+        sf.write(folder / name, x, SAMPLE_RATE_HZ)
         random_label = rng.choice(["happy", "sad"])  # the cold start learns the format only
         records.append({"audio_path": name, "emotion": "happy" if high else "sad",
                         "cold_start_emotion": random_label,
                         "cot_analysis": "I listen to the pitch of the voice."})
     manifest = folder / "toy.jsonl"
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in records))
-    cold = folder / "cold_start.jsonl"
-    cold.write_text("".join(json.dumps({**r, "emotion": r["cold_start_emotion"]}) + "\n" for r in records))
+    with JsonlWriter(manifest) as f:
+        f.write_all(records)
+    with JsonlWriter(folder / "cold_start.jsonl") as f:
+        f.write_all({**r, "emotion": r["cold_start_emotion"]} for r in records)
     return manifest
 
 
@@ -78,7 +81,7 @@ def main() -> None:
                                  learning_rate=args.lr, max_steps=args.grpo_steps, beta=0.04,
                                  gate_threshold=2.0, gate_window=8, seed=args.seed)
         grpo_ptr.train(recipe)
-        rows = [json.loads(l) for l in (tmp / "grpo" / "metrics.jsonl").read_text().splitlines()]
+        rows = list(read_jsonl(tmp / "grpo" / "metrics.jsonl"))
     acc = [r["accuracy"] for r in rows]
     fmt = [r["format_rate"] for r in rows]
     print("step accuracy format")

@@ -11,13 +11,13 @@ inside the timing; the corpus build is not.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
 from train.corpus import build
 from train.label import calibrate, extract, measure
+from train.records import read_jsonl
 
 
 def main() -> None:
@@ -27,7 +27,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         manifest = build(Path(tmp) / "corpus", n=args.n)
-        first = json.loads(manifest.read_text().splitlines()[0])
+        first = next(read_jsonl(manifest))
         measure(first, str(manifest.parent))  # imports and the pronouncing dictionary, untimed
         print(f"labelling {args.n} synthetic clips (2-4 s each)")
         for w in args.workers:

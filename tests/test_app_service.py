@@ -113,3 +113,21 @@ def test_the_stop_button_ends_this_sessions_generation_only(service, tmp_path):
     final_text, scores, _ = updates[-1]
     assert "ended by stopped" in final_text and len(scores) == 9
     assert int(final_text.split("<sub>")[1].split(" tokens")[0]) < 200
+
+
+def test_a_failed_load_logs_its_traceback_and_the_app_keeps_prosody(tmp_path, caplog):
+    """A corrupt weight file (a broken download): the status says it in one line, the log keeps
+    the traceback for whoever debugs the Space."""
+    import logging
+
+    from engine.reasoning.tiny import build
+
+    ckpt = build(tmp_path / "ckpt")
+    shard = sorted(ckpt.glob("*.safetensors"))[0]
+    shard.write_bytes(shard.read_bytes()[:1000])
+    with caplog.at_level(logging.ERROR, logger="app.service"):
+        s = ModelService(str(ckpt), device="cpu")
+        assert s.wait_until_settled(120) == "unavailable"
+    assert "SafetensorError" in s.status()[1] and "\n" not in s.status()[1]
+    failure = next(r for r in caplog.records if r.name == "app.service")
+    assert failure.exc_info is not None and "Traceback" in caplog.text

@@ -15,9 +15,10 @@ exercise emotion-reasoning training end to end, and obviously not a real emotion
 from __future__ import annotations
 
 import argparse
-import json
 import random
 from pathlib import Path
+
+from train.records import JsonlWriter
 
 SENTENCES = [
     "I really did not expect to see you here today.",
@@ -83,7 +84,8 @@ def build(out_dir: str | Path, n: int = 48, seed: int = 0) -> Path:
         if "psola_of" not in settings:
             sources.append((clip, record))
     manifest = out / "manifest.jsonl"
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in records))
+    with JsonlWriter(manifest) as f:
+        f.write_all(records)
     return manifest
 
 

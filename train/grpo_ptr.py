@@ -36,7 +36,6 @@ Where it departs from the textbook and from TRL:
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 from dataclasses import dataclass, field
@@ -228,7 +227,7 @@ def train(recipe: Recipe) -> Path:
 
     from engine.reasoning.parse import normalize_label
     from train.judges import ModelJudge, ProsodyFactJudge
-    from train.records import load_clip, read_jsonl
+    from train.records import JsonlWriter, load_clip, read_jsonl
     from train.rewards import ProgressiveGate
     from train.sft import copy_processor_files, prepare_model
 
@@ -253,7 +252,7 @@ def train(recipe: Recipe) -> Path:
     gate = ProgressiveGate(recipe.gate_threshold, recipe.gate_window)
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "metrics.jsonl", "a") as log:
+    with JsonlWriter(out / "metrics.jsonl", append=True) as log:
         for step in range(1, recipe.max_steps + 1):
             stats, outcomes = [], []
             for _ in range(recipe.prompts_per_step):
@@ -278,8 +277,7 @@ def train(recipe: Recipe) -> Path:
                 if accelerator.is_main_process:
                     row = {"step": step, "phase": "reasoning" if gate.open else "outcome",
                            "gate_opened_at": gate.opened_at_step, **dict(zip(keys, means))}
-                    log.write(json.dumps(row) + "\n")
-                    log.flush()
+                    log.write(row)
             if step % recipe.save_steps == 0 and accelerator.is_main_process:
                 accelerator.unwrap_model(model).save_pretrained(out / f"checkpoint-{step}")
     final = out / "final"

@@ -23,7 +23,6 @@ in OUT/checkpoint-*, resumed with `resume: true`; metrics per logging step in OU
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from transformers import TrainerCallback
 
 from train.config import BaseRecipe
 from train.data import DEFAULT_RECIPE, TASKS
+from train.records import JsonlWriter
 
 IGNORE = -100  # label of tokens that carry no loss
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
@@ -211,8 +211,8 @@ class MetricsLog(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a") as f:
-                f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+            with JsonlWriter(self.path, append=True) as f:
+                f.write({"step": state.global_step, **logs})
 
 
 def _cuda() -> bool:
