@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-SAMPLE_RATE_HZ = 16_000  # what Qwen2.5-Omni's Whisper-style feature extractor expects (paper-notes §1)
+SAMPLE_RATE_HZ = 16_000  # what Qwen2.5-Omni's Whisper-style feature extractor expects (docs/paper.md §1)
 MIN_SECONDS = 0.25  # shorter clips hold less than one syllable: nothing to measure or reason about
 MAX_SECONDS = 120.0  # default cap per clip (the app's --max-seconds); the model sees 25 tokens/s
 MAX_FILE_BYTES = 200 * 1024 * 1024  # 200 MiB: ~10 min of 48 kHz stereo 24-bit WAV; larger is refused

@@ -1,4 +1,5 @@
 """Command line: prosody of audio files, the model's reasoning about them, what-if re-synthesis.
+`python -m engine ...`, or `emotionthinker-engine ...` once the project is installed.
 
     python -m engine analyze FILE [FILE ...] [--json] [--gender male|female] [--no-contours]
     python -m engine analyze FILE --model SRC [--quant Q] [--device D] [--max-new-tokens N] [--json]

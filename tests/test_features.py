@@ -44,7 +44,7 @@ def test_audio_token_count_matches_the_stock_processor_formula_and_the_model(pro
     # the stock processor: input_lengths = (frames - 1) // 2 + 1; tokens = (that - 2) // 2 + 1
     expected = ((n_frames - 1) // 2 + 1 - 2) // 2 + 1
     assert audio_token_count(n_frames) == expected
-    assert abs(expected - 25 * seconds) <= 1  # 25 audio tokens per second (paper-notes §1)
+    assert abs(expected - 25 * seconds) <= 1  # 25 audio tokens per second (docs/paper.md §1)
     batch = processor(text="<|audio_bos|><|AUDIO|><|audio_eos|>hi", audio=[x])
     audio_id = processor.tokenizer.convert_tokens_to_ids(processor.audio_token)
     assert int((batch["input_ids"] == audio_id).sum()) == expected

@@ -96,10 +96,17 @@ def test_import_app_means_the_package_not_app_py():
 def test_pip_install_gives_the_packages_and_console_scripts(tmp_path):
     """`pip install .` from a wheel built here: engine, app and train with the recipes, not
     app.py, and three console scripts that answer."""
+    import shutil
     import zipfile
 
+    source = tmp_path / "source"  # a copy: setuptools builds in the source tree
+    source.mkdir()
+    for name in ("pyproject.toml", "requirements.txt", "README.md", "LICENSE", "app.py"):
+        shutil.copy2(ROOT / name, source / name)
+    for package in ("app", "engine", "train"):
+        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path), str(ROOT)], check=True, timeout=300, capture_output=True)
+                    "-w", str(tmp_path), str(source)], check=True, timeout=300, capture_output=True)
     wheel = next(tmp_path.glob("*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "app.py" not in names and "app/main.py" in names and "engine/reasoning/reasoner.py" in names

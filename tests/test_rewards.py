@@ -63,7 +63,7 @@ def test_trust_weight_every_branch():
     assert trust_weight([True, False], [0.5, 0.5]) == 1.0
     # wrong ones reason better: tau = exp(c - w) = exp(0.3 - 0.75)
     assert trust_weight([True, False, False], [0.3, 0.7, 0.8]) == pytest.approx(math.exp(0.3 - 0.75))
-    # no wrong or no correct completion: tau = 1 (assumed, paper-notes §5)
+    # no wrong or no correct completion: tau = 1 (assumed, docs/paper.md §5)
     assert trust_weight([True, True], [0.1, 0.2]) == 1.0
     assert trust_weight([False, False], [0.9, 0.1]) == 1.0
     with pytest.raises(ValueError):

@@ -5,7 +5,7 @@
                                              "comparative": 0.2, "caption": 0.1}, seed=0)
     audio = sample_audio(samples[0], base_dir)     # 16 kHz float32, made on demand
 
-Tasks (paper-notes §4):
+Tasks (docs/paper.md §4):
 1. "emotion": the released model's exact prompt (engine.reasoning.prompts), answered with
    `<think>cot_analysis</think><answer>label</answer>`;
 2. "attributes": multiple choice on pitch / energy / speed level and intonation shape, answered

@@ -3,7 +3,7 @@
     python -m train.grpo_ptr --config train/recipes/grpo_ptr.yaml
     accelerate launch --config_file train/recipes/accelerate_ddp.yaml -m train.grpo_ptr --config ...
 
-What is implemented (paper-notes §5). Per prompt (a clip and the released question), K
+What is implemented (docs/paper.md §5). Per prompt (a clip and the released question), K
 completions are sampled from the policy (K = 8). Each gets the format reward R_f, the outcome
 reward R_o (engine.reasoning.parse, as the app reads answers), and the reasoning reward R_t = sum_j w_j g_j/5
 from a judge's four 1-5 scores (train.judges; equal weights). The group's trust weight tau
@@ -16,6 +16,12 @@ per token -[min(rho A, clip(rho, 1-eps, 1+eps) A) - beta KL], KL the k3 estimato
 frozen reference, averaged over each completion's tokens and then over the group; beta = 0.04.
 Only the policy is updated (LoRA / QLoRA adapters or the chosen parts); for LoRA the reference is
 the same weights with the adapter switched off, for full training a frozen copy.
+
+The loop reads like nanochat's chat_rl.py: `rollout` samples and scores one prompt's group (a
+`Group`), `policy_step` turns a group into the loss and its gradient, and `train` only wires
+them to the optimiser, the gate, the log and the checkpoints. Sampling goes through the engine's
+`GenerationOptions`, as the app and the evaluation sample. The recipe (train/recipes/grpo_ptr.yaml,
+checked by train.config) names the reward weights: {format: 0.3, outcome: 1.0, reasoning: 0.5}.
 
 Where it departs from the textbook and from TRL:
 - TRL 1.16's GRPOTrainer was the starting point, but its log-prob path (a fused LM head returning

@@ -8,7 +8,7 @@ Input: JSON lines with `audio_path` and optionally `transcription`, `emotion`, `
 `gender`; every other field is carried through. Paths follow train.records' rule (relative to the
 file's folder), and the output's are rewritten to resolve from the output's folder, so
 `--input clips.jsonl --output data/labelled.jsonl` feeds train.sft as it is.
-Two passes, as the reference pipeline (paper-notes §3):
+Two passes, as the reference pipeline (docs/paper.md §3):
 - extract measures each clip with engine.prosody in a process pool: pitch, energy, speaking rate
   (syllables per second of speech from the transcript via CMUdict; the acoustic syllable-nuclei
   rate without one), intonation, voice quality, under `prosody`; `intonation` at the top level;
@@ -41,8 +41,8 @@ import numpy as np
 from engine.prosody.levels import LEVEL_WORDS, place
 from train.records import SCHEMA, JsonlWriter, audio_file, load_clip, read_jsonl, rebase
 
-TERTILES = (100 / 3, 200 / 3)  # percentiles of the cut points (paper-notes §3)
-MIN_GROUP = 50  # smaller groups fall back to pooled cuts (paper-notes §3)
+TERTILES = (100 / 3, 200 / 3)  # percentiles of the cut points (docs/paper.md §3)
+MIN_GROUP = 50  # smaller groups fall back to pooled cuts (docs/paper.md §3)
 MEASURE = {"pitch": "pitch_median_hz", "energy": "energy_dbfs", "speed": "rate_sps"}
 
 logger = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ no download at run time). A syllable is a vowel phone (the phones carrying a str
     count_syllables("Qwertyuiop flibbertigibbet")     # None: a word is not in the dictionary
 
 The reference pipeline counts phones per second and leaves the rate null for text it cannot
-phonemise (paper-notes §3); this project counts syllables (comparable with the acoustic
+phonemise (docs/paper.md §3); this project counts syllables (comparable with the acoustic
 syllable-nuclei rate of engine.prosody) and is as strict: one unknown word makes it None.
 """
 

@@ -1,4 +1,4 @@
-"""GRPO-PTR's rewards (paper-notes §5): small pure functions, tested on literal completions.
+"""GRPO-PTR's rewards (docs/paper.md §5): small pure functions, tested on literal completions.
 
 For completion i of a group of K sampled for one prompt:
 - format reward R_f in {0, 1}: exactly `<think>...</think><answer>...</answer>`;
@@ -6,7 +6,7 @@ For completion i of a group of K sampled for one prompt:
 - reasoning reward R_t = sum_j w_j * g_j / 5 over a judge's 1-5 scores on four criteria;
 - trust weight tau per group: c = mean R_t of the correct completions, w = that of the wrong ones;
   tau = 1 if c >= w, else exp(c - w); 1 when the group has no correct or no wrong completion
-  (paper-notes mark that case **assumed**);
+  (docs/paper.md mark that case **assumed**);
 - total R_i = 0.3 R_f + 1.0 R_o + 0.5 tau R_t, the reasoning term only once the progressive gate
   has opened (rolling accuracy over a window reaches a threshold; a step, not a ramp).
 

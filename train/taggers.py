@@ -1,7 +1,7 @@
 """Plug-ins for the labels that need neural taggers: gender, age and word stress.
 
 The reference pipeline gets gender and age from a wav2vec2 age-gender model and stressed words
-from a Whisper-based tagger (paper-notes §3); neither can be downloaded here, so none ships.
+from a Whisper-based tagger (docs/paper.md §3); neither can be downloaded here, so none ships.
 A tagger is any class with `fields` and `tag(clip, record) -> {field: value}`; name one on the
 command line as `module:Class` (`python -m train.label all ... --tagger mypkg.taggers:AgeGender`).
 Without a tagger a field comes from the input record when present, and is null otherwise:

@@ -6,7 +6,7 @@
     report.pitch.median_hz, report.intonation.label, report.to_dict()
 
 Contours share one 10 ms time axis (frame centres 5, 15, 25 ... ms). Speech activity, the energy
-level and the pitch statistics follow the reference labelling pipeline (paper-notes §3); the rate
+level and the pitch statistics follow the reference labelling pipeline (docs/paper.md §3); the rate
 without a transcript is the syllable-nuclei method of de Jong & Wempe (2009, Behavior Research
 Methods 41:385), intensity peaks in voiced speech. Unmeasurable values are None, never guesses:
 silence has no F0, no energy level and intonation "too_short".
@@ -24,7 +24,7 @@ from engine.prosody.intonation import Intonation, classify
 from engine.prosody.levels import DEFAULT_NORMS, LevelNorms, Levels
 from engine.prosody.pitch import FRAME_STEP_S, frame_times, track_pitch
 
-# Speech activity (paper-notes §3): 25 ms RMS frames every 10 ms, threshold relative to the loud end
+# Speech activity (docs/paper.md §3): 25 ms RMS frames every 10 ms, threshold relative to the loud end
 ACTIVITY_FRAME_S = 0.025
 BELOW_REFERENCE_DB = 35.0  # threshold = p95 frame level - 35 dB ...
 SPREAD_DB, ABOVE_FLOOR_DB = 20.0, 6.0  # ... raised to p5 + 6 dB when p95 - p5 > 20 dB ...
@@ -32,7 +32,7 @@ MAX_BELOW_REFERENCE_DB = 15.0  # ... and never closer than 15 dB to the referenc
 FILL_GAP_S, MIN_RUN_S = 0.06, 0.05  # fill gaps shorter than 60 ms, drop runs shorter than 50 ms
 PAUSE_MIN_S = 0.3  # a silent gap inside the utterance this long is a pause (de Jong & Wempe 2009)
 MIN_RATE_SPEECH_S = 0.5  # less speech than this gets a rate but no slow/normal/fast label
-# Pitch reliability (paper-notes §3); an unreliable pitch gets statistics but no level
+# Pitch reliability (docs/paper.md §3); an unreliable pitch gets statistics but no level
 MIN_VOICED_FRAMES, MIN_VOICED_FRACTION = 25, 0.2
 # Syllable nuclei (de Jong & Wempe 2009 defaults)
 NUCLEI_SILENCE_DB = -25.0  # peaks must be within 25 dB of the 99th-percentile speech intensity

@@ -1,6 +1,6 @@
 """Intonation: the shape and liveliness of a pitch contour, by the reference pipeline's rules.
 
-Rules (paper-notes §3): voiced frames at their real times, in semitones re the utterance median,
+Rules (docs/paper.md §3): voiced frames at their real times, in semitones re the utterance median,
 median-filtered (5 frames) then Savitzky-Golay smoothed (9 frames, order 2).
 - dynamics: p95-p5 range < 3 st "flat", > 9 st "expressive", otherwise "moderate";
 - shape: a turn ("rising-falling" / "falling-rising") when a quadratic fit has its vertex within
@@ -11,7 +11,7 @@ median-filtered (5 frames) then Savitzky-Golay smoothed (9 frames, order 2).
   "flat" (the reference label set has no "level"); "too_short" under 0.5 s of voicing;
   "uncertain" when confidence < 0.15;
 - confidence: min(1, voiced seconds / 1 s), times 0.7 for each pause longer than 0.3 s.
-The label set is the EmotionCoT one (paper-notes §2). How the label is formed from shape and
+The label set is the EmotionCoT one (docs/paper.md §2). How the label is formed from shape and
 dynamics is not written in the paper: the order above is this project's choice.
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 
 from engine.prosody.levels import EXPRESSIVE_RANGE_ST, FLAT_RANGE_ST  # the dynamics cuts
 
-MOVE_ST = 2.0  # head-to-tail change for rising / falling, and depth for a turn (paper-notes §3)
+MOVE_ST = 2.0  # head-to-tail change for rising / falling, and depth for a turn (docs/paper.md §3)
 TURN_VERTEX = (0.25, 0.75)  # the vertex must fall in the middle half of the contour
 TURN_R2_GAIN = 0.05  # quadratic over linear R^2 gain needed for a turn
 MIN_VOICED_S = 0.5  # under this much voicing the shape is "too_short"

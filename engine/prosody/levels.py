@@ -6,7 +6,7 @@ the model's claims) and `train.label` (the calibrated training labels) all place
 a claim "a wide pitch range" marked supported (tests/test_grounding.py checks the agreement).
 
 The reference pipeline calibrates cut points per corpus (tertiles; pitch also per gender,
-paper-notes §3), which `train/` will compute; a single clip in the app has no corpus, so
+docs/paper.md §3), which `train/` will compute; a single clip in the app has no corpus, so
 `DEFAULT_NORMS` holds documented defaults, replaceable by calibrated `LevelNorms` later.
 Sources of the defaults:
 - pitch: adult speaking F0 averages ~120 Hz for men and ~210 Hz for women (Traunmüller &

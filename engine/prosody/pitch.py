@@ -4,7 +4,7 @@ Two passes of Praat's autocorrelation pitch analysis (Boersma 1993, `Sound: To P
 a first, coarse pass over the paper's wide search range (55-500 Hz) finds the speaker's median,
 then a second pass searches 0.6x-2.0x of that median, which removes most octave-halving and
 -doubling; remaining octave jumps are repaired against a local (9-frame) and the global median
-(paper-notes §3). Run from the command line, nothing: `engine.prosody.analyze` is the entry point.
+(docs/paper.md §3). Run from the command line, nothing: `engine.prosody.analyze` is the entry point.
 
 Pitch is analysed at `ANALYSIS_RATE_HZ` (4 kHz) rather than 16 kHz: speaking F0 stays under
 1 kHz and the harmonics below 2 kHz carry the periodicity Praat's autocorrelation needs, while its
@@ -19,14 +19,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FRAME_STEP_S = 0.01  # the common 10 ms time axis of every contour (paper-notes §3)
-SEARCH_FLOOR_HZ = 55.0  # first-pass search range, paper-notes §3
+FRAME_STEP_S = 0.01  # the common 10 ms time axis of every contour (docs/paper.md §3)
+SEARCH_FLOOR_HZ = 55.0  # first-pass search range, docs/paper.md §3
 SEARCH_CEILING_HZ = 500.0
-SECOND_PASS = (0.6, 2.0)  # second-pass range as multiples of the first-pass median, paper-notes §3
+SECOND_PASS = (0.6, 2.0)  # second-pass range as multiples of the first-pass median, docs/paper.md §3
 FIRST_PASS_FRAMES = 30  # the first pass only sets a 0.6x-2x search range: ~30 frames suffice
 ANALYSIS_RATE_HZ = 4000  # pitch analysis rate (see module docstring)
 MAX_CANDIDATES = 3  # Praat's default is 15; within a 0.6x-2x range 3 decide the same path
-LOCAL_MEDIAN_FRAMES = 9  # octave repair window, paper-notes §3
+LOCAL_MEDIAN_FRAMES = 9  # octave repair window, docs/paper.md §3
 OCTAVE_JUMP = 0.75  # |log2(f0 / local median)| beyond this (9 st) is treated as an octave error
 
 
@@ -85,7 +85,7 @@ def track_pitch(samples: np.ndarray, sample_rate_hz: int, times_s: np.ndarray) -
 
 def repair_octaves(f0_hz: np.ndarray) -> np.ndarray:
     """Move frames that sit an octave (or two) away from their 9-frame neighbourhood back by whole
-    octaves, when that also brings them closer to the global median (paper-notes §3)."""
+    octaves, when that also brings them closer to the global median (docs/paper.md §3)."""
     voiced = np.isfinite(f0_hz)
     if voiced.sum() < 3:
         return f0_hz

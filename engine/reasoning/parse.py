@@ -1,6 +1,6 @@
 """Reading the model's output: an incremental `<think>`/`<answer>` parser and label normalisation.
 
-The released model writes `<think> reasoning </think><answer> label </answer>` (paper-notes §1),
+The released model writes `<think> reasoning </think><answer> label </answer>` (docs/paper.md §1),
 but a stream arrives in arbitrary chunks and models drift, so the parser is lenient:
 - tags may be split across chunks (a trailing "<", "</ans" ... is held back until it resolves);
 - tags are matched case-insensitively;

@@ -1,6 +1,6 @@
 """The released EmotionThinker model's exact strings: system prompt, question, labels, tags.
 
-Everything the model is asked lives here and nowhere else (paper-notes §1). Changing a byte here
+Everything the model is asked lives here and nowhere else (docs/paper.md §1). Changing a byte here
 changes what the released weights see; anything this project adds (scores, grounding) sits beside
 these strings and never inside them.
 
