@@ -137,3 +137,12 @@ def test_the_console_scripts_of_the_test_install_work(tmp_path, espeak_sentence)
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["pitch"]["median_hz"] > 50
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "bench").glob("*.py")))
+def test_each_benchmark_starts(script):
+    """`python bench/NAME.py --help` runs as the README says, with no sys.path edits (a script
+    named like a package of ours would shadow it: bench/engine.py once did)."""
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "usage" in done.stdout, done.stderr

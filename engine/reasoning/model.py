@@ -14,7 +14,7 @@ Quantisation (`quant`): "nf4" (bitsandbytes 4-bit NormalFloat, double quantisati
 compute: the default on CUDA), "int8" (bitsandbytes LLM.int8), "bf16", "fp32" (the CPU default).
 The output layer always stays in 16 bits, and so does the audio encoder unless
 `quantize_audio_encoder=True`: it carries the prosody perception the paper trained for
-(docs/paper.md §4), and it is ~0.64 B of the 8.9 B parameters (bench/engine.py weighs both).
+(docs/paper.md §4), and it is ~0.64 B of the 8.9 B parameters (bench/reasoning.py weighs both).
 
 Failure is fast and says how to fix it: `HF_HUB_OFFLINE` is respected, hub look-ups time out
 after `HUB_TIMEOUT_S`, a machine without CUDA never starts the 16 GB download on its own (pass
