@@ -76,7 +76,7 @@ class Handlers:
         if chunk is None:
             return gr.skip(), state
         sr, data = chunk
-        x = from_array(np.asarray(data), int(sr), min_seconds=0.0, max_seconds=3600).samples
+        x = from_array(np.asarray(data), int(sr), min_seconds=0.0, max_seconds=self.max_seconds).samples
         kept = np.concatenate([state, x]) if state is not None else x
         kept = kept[-int(self.max_seconds * SAMPLE_RATE_HZ):]
         window = kept[-int(LIVE_WINDOW_S * SAMPLE_RATE_HZ):]

@@ -14,6 +14,7 @@ from app.settings import parse
 def main(argv: list[str] | None = None) -> int:
     settings = parse(argv)  # --help answers before the heavy imports
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request otherwise
     from app.ui import launch
 
     launch(settings)

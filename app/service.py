@@ -109,7 +109,7 @@ class ModelService:
             reasoner = Reasoner(loaded)
             warm = reasoner.warmup()
         except ModelUnavailable as exc:  # expected (no GPU, no network): the message is the fix
-            logger.warning("the model is unavailable: %s", exc)
+            logger.warning("the model is unavailable: %s", exc, exc_info=exc.__cause__ is not None)
             self.state, self.message = "unavailable", str(exc)
             return
         except Exception as exc:  # noqa: BLE001 - any failure must leave the app serving prosody

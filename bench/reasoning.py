@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.audio import from_array
+from engine.audio import SAMPLE_RATE_HZ, from_array
 from engine.prosody import synth
 from engine.reasoning.options import GenerationOptions
 
@@ -47,7 +47,7 @@ def feature_times() -> None:
 
     fe = WhisperFeatureExtractor(feature_size=128, chunk_length=300, return_attention_mask=True)
     x = synth.harmonic(150, 30.0, syllable_hz=4.0)
-    stock = statistics.median(_time(lambda: fe(x, sampling_rate=16000, padding="max_length",
+    stock = statistics.median(_time(lambda: fe(x, sampling_rate=SAMPLE_RATE_HZ, padding="max_length",
                                                 return_attention_mask=True), 5))
     ours = statistics.median(_time(lambda: log_mel(fe, x), 5))
     print(f"audio front end, 30 s clip: stock (padded to 300 s) {stock * 1000:.0f} ms, "
@@ -105,7 +105,7 @@ def bench_quant(path: str, quant: str, quantize_audio: bool, seconds: list[float
             else f"{loaded.weights_gib * 1024:.1f} MiB")
     print(f"{label:>10} | load {load_s:6.1f} s | warm-up {warm_s:5.1f} s | weights {size}")
     for s in seconds:
-        clip = from_array(synth.speechlike(s), 16000, max_seconds=s + 1)
+        clip = from_array(synth.speechlike(s), SAMPLE_RATE_HZ, max_seconds=s + 1)
         runs = []
         for _ in range(repeats):
             done = [e for e in reasoner.stream(clip, max_new_tokens=new_tokens)

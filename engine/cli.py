@@ -92,9 +92,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             options = GenerationOptions(max_new_tokens=args.max_new_tokens,
                                         temperature=args.temperature, top_p=args.top_p,
                                         seed=args.seed)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        try:
             loaded = load_model(args.model, quant=args.quant, device=args.device,
                                 progress=lambda m: print(m, file=sys.stderr, flush=True))
-        except (ModelUnavailable, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - said in one line; a defect's traceback is logged
+            if not isinstance(exc, (ModelUnavailable, ValueError)) or exc.__cause__ is not None:
+                logger.error("loading %s failed", args.model, exc_info=exc)
             print(f"error: the model cannot be loaded: {exc}", file=sys.stderr)
             return 2
         print(f"model: {loaded.describe()}", file=sys.stderr, flush=True)

@@ -120,3 +120,20 @@ def test_text_mode_streams_the_reasoning(files, tiny_checkpoint):
 def test_a_model_that_cannot_load_is_an_error_before_any_file(files, tmp_path):
     done = run("analyze", "--model", tmp_path / "nothing", files / "speech.wav")
     assert done.returncode == 2 and "cannot be loaded" in done.stderr and done.stdout == ""
+
+
+def test_a_corrupt_checkpoint_says_so_in_a_line_and_logs_the_traceback(files, tmp_path):
+    from engine.reasoning.tiny import build
+
+    ckpt = build(tmp_path / "ckpt")
+    (ckpt / "config.json").write_text("{not json")
+    done = run("analyze", "--model", ckpt, files / "speech.wav")
+    assert done.returncode == 2 and done.stdout == ""
+    assert "error: the model cannot be loaded" in done.stderr and "not a valid JSON" in done.stderr
+    assert "Traceback" in done.stderr  # the cause, for whoever debugs it
+
+
+def test_bad_generation_settings_are_refused_before_loading(files, tiny_checkpoint):
+    done = run("analyze", "--model", tiny_checkpoint, "--temperature", "-1", files / "speech.wav")
+    assert done.returncode == 2 and "temperature must be >= 0" in done.stderr
+    assert "cannot be loaded" not in done.stderr

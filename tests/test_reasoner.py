@@ -158,6 +158,7 @@ def test_an_error_inside_generation_reaches_the_caller(reasoner, clip, monkeypat
 def test_bad_options_are_refused_before_the_model_is_taken(reasoner, clip, bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         next(reasoner.stream(clip, **bad))
+    assert run(reasoner, clip, max_new_tokens=1, score=False, wait_s=0.1)[2].n_tokens == 1  # still free
     assert run(reasoner, clip, max_new_tokens=2, score=False, wait_s=1)[2].n_tokens == 2
 
 

@@ -74,6 +74,8 @@ def test_sft_specific_checks(tmp_path, keys, named):
     ({"reward_weights": {"format": 0.3, "outcom": 1.0}}, "outcom"),
     ({"reward_weights": [0.3, 1.0, 0.5]}, "reward_weights"),  # by name now, not by position
     ({"reasoning_weights": {"fluency": 1.0}}, "fluency"),
+    ({"reasoning_weights": {"factual_alignment": 0.5}}, "sum to 1"),
+    ({"learning_rate": "inf"}, "learning_rate"),
     ({"num_generations": 1}, "num_generations"),
     ({"temperature": 0.0}, "temperature"),
     ({"top_p": 0.0}, "top_p"),

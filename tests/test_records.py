@@ -53,7 +53,7 @@ def test_one_documented_length_limit(tmp_path):
 def test_label_output_elsewhere_feeds_the_next_step(tmp_path, synthetic_corpus):
     """`train.label all --output` into another folder: every clip still loads from the output
     (once the README's chain failed here: every clip 'file not found' in SFT)."""
-    from train.label import main
+    from train.label import extract, main
 
     first = [next(read_jsonl(synthetic_corpus))]
     clips = tmp_path / "in.jsonl"
@@ -64,3 +64,6 @@ def test_label_output_elsewhere_feeds_the_next_step(tmp_path, synthetic_corpus):
     labelled = list(read_jsonl(out))
     assert len(labelled) == 1 and labelled[0]["pitch_level"] is not None
     assert load_clip(labelled[0], out.parent).duration_s > 1.0
+    # a rerun recognises the clip under its rebased path: nothing is measured twice
+    measured = out.with_suffix(".measured.jsonl")
+    assert extract(clips, measured)["skipped"] == 1 and len(list(read_jsonl(measured))) == 1

@@ -98,3 +98,16 @@ def test_a_hand_computed_group():
                                           1 + 0.5 * tau * 0.6, 0.5 * tau * 0.2])
     closed = group_rewards(completions, "sad", judge, gate_open=False)
     assert closed["total"] == pytest.approx([1.3, 0.3, 1.0, 0.0])
+
+
+def test_named_total_weights_change_the_total():
+    from train.rewards import group_rewards
+
+    texts = ["<think>low and slow</think><answer>sad</answer>", "no tags, no answer"]
+    scores = [dict.fromkeys(("factual_alignment", "interpretative_quality", "caption_completeness",
+                             "fluency_structure"), 5)] * 2
+    paper = group_rewards(texts, "sad", scores, gate_open=True)["total"]
+    outcome_only = group_rewards(texts, "sad", scores, gate_open=True,
+                                 total_weights={"format": 0.0, "reasoning": 0.0})["total"]
+    assert paper == pytest.approx([0.3 + 1.0 + 0.5, 0.5])  # tau = 1: the right answer reasons as well
+    assert outcome_only == pytest.approx([1.0, 0.0])

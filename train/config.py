@@ -11,6 +11,7 @@ as numbers (YAML 1.1 reads `1e-6` as a string unless it is written `1.0e-6`).
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -113,7 +114,7 @@ def _convert(value: Any, tp: Any) -> tuple[bool, Any]:
             return False, value
         if tp is int:
             return float(value).is_integer(), int(value) if float(value).is_integer() else value
-        return value == value, float(value)  # NaN is not a setting
+        return math.isfinite(value), float(value)  # NaN and infinity are not settings
     if tp is str:
         return isinstance(value, str), value
     if origin is list:

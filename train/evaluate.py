@@ -30,6 +30,8 @@ from engine.reasoning.parse import normalize_label, parse
 from engine.reasoning.prompts import LABELS
 from train.records import JsonlWriter, load_clip, read_jsonl
 
+EVAL_MAX_NEW_TOKENS = 1024  # the released script's budget: results comparable with the paper's
+
 # How common corpora's labels map to the nine (None: left out of the evaluation).
 LABEL_MAPS: dict[str, dict[str, str | None]] = {
     # IEMOCAP: the usual merge of excited into happy; frustration and "other" have no class here
@@ -103,7 +105,7 @@ def evaluate(model: str, data: Path, out: Path, judge: str = "fact", batch_size:
     from engine.reasoning.model import load_model
     from train.judges import ModelJudge, ProsodyFactJudge
 
-    options = options or GenerationOptions(max_new_tokens=1024)
+    options = options or GenerationOptions(max_new_tokens=EVAL_MAX_NEW_TOKENS)
     out.mkdir(parents=True, exist_ok=True)
     records = [dict(r, id=r.get("id", r["audio_path"]), gold=map_label(r.get("emotion"), r.get("dataset")))
                for r in read_jsonl(data)]
@@ -174,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--judge", default="fact", help="fact, or a local chat model's directory / hub id")
     ap.add_argument("--out", type=Path, default=Path("eval"))
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--max-new-tokens", type=int, default=1024)
+    ap.add_argument("--max-new-tokens", type=int, default=EVAL_MAX_NEW_TOKENS)
     ap.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     ap.add_argument("--top-p", type=float, default=1.0)
     ap.add_argument("--seed", type=int)

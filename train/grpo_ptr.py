@@ -95,6 +95,9 @@ class Recipe(BaseRecipe):
             if unknown:
                 raise ValueError(f"recipe key reasoning_weights names unknown criteria {sorted(unknown)}; "
                                  f"known: {', '.join(CRITERIA)}")
+            if set(self.reasoning_weights) != set(CRITERIA) or abs(sum(self.reasoning_weights.values()) - 1) > 1e-6:
+                raise ValueError("recipe key reasoning_weights must weigh all four criteria "
+                                 f"({', '.join(CRITERIA)}) and sum to 1; got {self.reasoning_weights}")
         if self.temperature <= 0:
             raise ValueError(f"recipe key temperature must be > 0 (GRPO samples); got {self.temperature}")
         _ = self.generation  # GenerationOptions refuses a bad max_new_tokens or top_p
@@ -199,7 +202,7 @@ def policy_step(model, reference, group: Group, recipe: Recipe, accelerator) -> 
     adapter switched off."""
     import torch
 
-    rewards = torch.tensor(group.rewards["total"], device=accelerator.device)
+    rewards = torch.tensor(group.rewards["total"], device=group.sequences.device)
     advantages = (rewards - rewards.mean()) / (rewards.std() + 1e-4)
     args = (group.inputs, group.sequences, group.mask, group.prompt_len)
     logp = token_logps(model, *args)

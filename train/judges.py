@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from engine.grounding import find_claims
+from engine.reasoning.options import GenerationOptions
 from engine.reasoning.parse import SYNONYMS
 from train.rewards import CRITERIA
 
@@ -135,7 +136,6 @@ class ModelJudge:
                                       if self.cache_path and self.cache_path.exists() else {})
 
     def score(self, reasoning: str, record: dict[str, Any], report=None) -> dict[str, float] | None:
-        import torch
 
         facts = _facts_text(record, report)
         key = hashlib.sha256(f"{facts}\n{reasoning}".encode()).hexdigest()
@@ -145,8 +145,8 @@ class ModelJudge:
             text = (self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
                     if self.tokenizer.chat_template else prompt)
             ids = self.tokenizer(text, return_tensors="pt").to(self.model.device)
-            with torch.no_grad():
-                out = self.model.generate(**ids, max_new_tokens=self.max_new_tokens, do_sample=False)
+            out = GenerationOptions(max_new_tokens=self.max_new_tokens).generate(
+                self.model, self.tokenizer, ids)
             self.cache[key] = self.tokenizer.decode(out[0, ids["input_ids"].shape[1]:],
                                                     skip_special_tokens=True)
             if self.cache_path:

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-RATE = 16_000
+from engine.audio import SAMPLE_RATE_HZ
+
+RATE = SAMPLE_RATE_HZ  # test signals are made at the analysis rate
 
 
 def harmonic(f0_hz, duration_s: float = 2.0, *, sr: int = RATE, harmonics=range(1, 11),

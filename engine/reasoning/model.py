@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 DEFAULT_SOURCE = "ddwang2000/EmotionThinker"
 QUANTS = ("auto", "nf4", "int8", "bf16", "fp32")
+BNB_QUANTS = ("nf4", "int8")  # the bitsandbytes ones: weights stay quantised, adapters unmerged
 HUB_TIMEOUT_S = 10.0  # metadata look-ups; a dead network fails in seconds, not minutes
 CONFIG_FILES = ["*.json", "*.jinja", "*.txt", "*.model", "*.tiktoken"]  # configs and tokenizer
 
@@ -59,7 +60,7 @@ class LoadedModel:
     def describe(self) -> str:
         """One line for a status display: what, where, how big."""
         audio = ""
-        if self.quant in ("nf4", "int8"):
+        if self.quant in BNB_QUANTS:
             audio = " (audio encoder quantised)" if self.audio_encoder_quantized else \
                 " (audio encoder in 16 bits)"
         size = (f"{self.weights_gib:.2f} GiB" if self.weights_gib >= 0.1
@@ -194,7 +195,7 @@ def _load(path: Path, source: str, quant: str, device: str, quantize_audio: bool
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=False)
     except (OSError, ValueError) as exc:
-        raise ModelUnavailable(f"{path} is not a loadable Qwen2.5-Omni checkpoint: {exc}") from None
+        raise ModelUnavailable(f"{path} is not a loadable Qwen2.5-Omni checkpoint: {exc}") from exc
     config = getattr(config, "thinker_config", config)
     if not hasattr(config, "audio_config"):
         raise ModelUnavailable(f"{path} holds a {type(config).__name__}, not a Qwen2.5-Omni "
@@ -203,15 +204,15 @@ def _load(path: Path, source: str, quant: str, device: str, quantize_audio: bool
     kwargs: dict[str, Any] = {"config": config, "trust_remote_code": False}
     on_cuda = device.startswith("cuda")
     compute = torch.bfloat16 if on_cuda or quant == "bf16" else torch.float32
-    if quant in ("nf4", "int8"):
+    if quant in BNB_QUANTS:
         kwargs["quantization_config"] = _bnb_config(quant, compute, quantize_audio)
         kwargs["device_map"] = {"": device}
     kwargs["dtype"] = compute
     try:
         model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as exc:
-        raise ModelUnavailable(f"{path} is not a loadable Qwen2.5-Omni checkpoint: {exc}") from None
-    if quant not in ("nf4", "int8"):
+        raise ModelUnavailable(f"{path} is not a loadable Qwen2.5-Omni checkpoint: {exc}") from exc
+    if quant not in BNB_QUANTS:
         model.to(device)
     model.visual = None  # free the vision stub: this app sends no images
     model.eval()
@@ -222,7 +223,7 @@ def _load(path: Path, source: str, quant: str, device: str, quantize_audio: bool
                   for t in list(model.parameters()) + list(model.buffers()))
     return LoadedModel(model=model, processor=processor, source=source, path=str(path),
                        device=device, quant=quant,
-                       audio_encoder_quantized=quant in ("nf4", "int8") and quantize_audio,
+                       audio_encoder_quantized=quant in BNB_QUANTS and quantize_audio,
                        load_s=time.perf_counter() - start, weights_gib=weights / 2**30)
 
 
@@ -238,7 +239,7 @@ def _load_adapter(path: Path, source: str, quant: str, device: str, quantize_aud
     say(f"loading the base {base_source} for the adapter {path.name}")
     base = _load(base_path, base_source, quant, device, quantize_audio, say)
     model = PeftModel.from_pretrained(base.model, str(path))
-    model = model if quant in ("nf4", "int8") else model.merge_and_unload()
+    model = model if quant in BNB_QUANTS else model.merge_and_unload()
     model.eval()
     from engine.reasoning.features import load_processor
 

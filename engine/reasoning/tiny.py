@@ -22,6 +22,7 @@ import json
 import sys
 from pathlib import Path
 
+from engine.audio import SAMPLE_RATE_HZ
 from engine.reasoning.prompts import LABEL_OPTIONS, QUESTION, QWEN_OMNI_CHAT_TEMPLATE, SYSTEM_PROMPT
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>",
@@ -39,7 +40,7 @@ CORPUS = [SYSTEM_PROMPT, QUESTION, " ".join(LABEL_OPTIONS.values()), "system\nus
           "<answer> happy </answer>"]
 FEATURE_EXTRACTOR = {  # Qwen2.5-Omni's audio front end: Whisper-style log-mel, padded to 300 s
     "feature_extractor_type": "WhisperFeatureExtractor", "feature_size": 128,
-    "sampling_rate": 16000, "hop_length": 160, "chunk_length": 300, "n_fft": 400,
+    "sampling_rate": SAMPLE_RATE_HZ, "hop_length": 160, "chunk_length": 300, "n_fft": 400,
     "n_samples": 4800000, "nb_max_frames": 30000, "padding_side": "right", "padding_value": 0.0,
     "return_attention_mask": True, "dither": 0.0, "processor_class": "Qwen2_5OmniProcessor",
     # the release's file also configures the image processor; kept for a faithful layout
