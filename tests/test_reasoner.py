@@ -139,12 +139,12 @@ def test_second_caller_waits_then_gets_busy(reasoner, clip):
 
 
 def test_an_error_inside_generation_reaches_the_caller(reasoner, clip, monkeypatch, caplog):
-    def out_of_memory(**kwargs):  # a fault injected where a GPU would run out of memory
+    def out_of_memory(*args, **kwargs):  # a fault injected where a GPU would run out of memory
         raise RuntimeError("CUDA out of memory (injected)")
 
     start = time.perf_counter()
     with monkeypatch.context() as m:
-        m.setattr(reasoner.model, "generate", out_of_memory)
+        m.setattr(reasoner.model, "forward", out_of_memory)
         with pytest.raises(GenerationError, match="generation failed: CUDA out of memory") as err:
             list(reasoner.stream(clip, max_new_tokens=4))
     assert err.value.__cause__ is not None and time.perf_counter() - start < 10

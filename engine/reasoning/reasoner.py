@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from engine.audio import SAMPLE_RATE_HZ, Clip
+from engine.reasoning.decoder import Decoder
 from engine.reasoning.options import GenerationOptions
 from engine.reasoning.parse import StreamParser
 from engine.reasoning.prompts import build_messages
@@ -71,6 +72,8 @@ class Done:
     audio_tokens: int
     score_s: float = 0.0  # time spent scoring the nine labels
     token_ids: tuple[int, ...] = ()  # the generated token ids, special tokens included
+    decoder: str = "generate"  # "compiled", "static" (the engine's loop, eager) or "generate"
+    compile_s: float = 0.0  # of ttft_s and the decode time, seconds spent compiling
 
 
 ReasoningEvent = TextDelta | Answer | Done  # what Reasoner.stream yields
@@ -90,6 +93,8 @@ class _Worker:
     tokens: queue.Queue = field(default_factory=queue.Queue)
     cancel: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
+    path: str = "generate"  # how it decodes: "compiled", "static" (eager) or "generate"
+    compile_s: float = 0.0  # time this call spent compiling the decode step
 
 
 _END = object()
@@ -98,12 +103,18 @@ _END = object()
 class Reasoner:
     """Streams the thinker's reasoning about a clip; see the module docstring."""
 
-    def __init__(self, loaded: LoadedModel, *, audio_prefix: bool = True) -> None:
+    def __init__(self, loaded: LoadedModel, *, audio_prefix: bool = True,
+                 compile: bool | None = None) -> None:
+        """`compile`: compile the decode step (engine.reasoning.decoder); None compiles on CUDA
+        only, where it pays (on a CPU the compile costs more than it saves for one clip)."""
         self.loaded = loaded
         self.model, self.processor = loaded.model, loaded.processor
         self.tokenizer = self.processor.tokenizer
         self.prompt = self.processor.apply_chat_template(
             build_messages(audio_prefix), add_generation_prompt=True, tokenize=False)
+        if compile is None:
+            compile = self.model.device.type == "cuda"
+        self.decoder = Decoder(self.model, self.tokenizer, compile=compile)
         self._lock = threading.Lock()
 
     def inputs(self, clip: Clip):
@@ -158,16 +169,19 @@ class Reasoner:
                        tok_per_s=(n - 1) / decode_s if decode_s > 0 else 0.0, stop_reason=reason,
                        total_s=time.perf_counter() - t_call,
                        prompt_tokens=int(inputs["input_ids"].shape[1]), audio_tokens=audio_tokens,
-                       score_s=score_s, token_ids=tuple(ids))
+                       score_s=score_s, token_ids=tuple(ids), decoder=worker.path,
+                       compile_s=worker.compile_s)
         finally:
             if worker is not None:
                 worker.cancel.set()  # a consumer that stopped iterating stops the generation
                 worker.thread.join()
             self._lock.release()
 
-    def warmup(self, seconds: float = 1.0, max_new_tokens: int = 4) -> float:
+    def warmup(self, seconds: float = 1.0, max_new_tokens: int = 4,
+               budgets: tuple[int, ...] = ()) -> float:
         """Run one short generation so that first-call costs (allocations, kernels) are paid at
-        load time; returns its wall time in seconds."""
+        load time, and compile the decode step for a 10 s clip with each token budget in
+        `budgets` (when compiling); returns the wall time in seconds."""
         import numpy as np
 
         from engine.audio import from_array
@@ -177,15 +191,32 @@ class Reasoner:
         t0 = time.perf_counter()
         for _ in self.stream(clip, GenerationOptions(max_new_tokens=max_new_tokens), score=False):
             pass
+        if budgets and self.decoder.compile:
+            ten_s = from_array(harmonic(150.0, 10.0).astype(np.float32), SAMPLE_RATE_HZ)
+            prompt_tokens = self.inputs(ten_s)["input_ids"].shape[1]
+            with self._lock:
+                for budget in budgets:
+                    self.decoder.warmup(prompt_tokens, budget)
         return time.perf_counter() - t0
 
     def _start(self, inputs, options: GenerationOptions, stop: threading.Event | None) -> _Worker:
         from transformers.generation.streamers import BaseStreamer
 
         def run() -> None:
+            events = [e for e in (worker.cancel, stop) if e is not None]
             try:
-                options.generate(self.model, self.tokenizer, inputs, streamer=streamer,
-                                 stop=[e for e in (worker.cancel, stop) if e is not None])
+                why_not = self.decoder.unsupported(inputs, options)
+                if why_not is None:
+                    compile_before = self.decoder.compile_s
+                    worker.path = "compiled" if self.decoder.compile and not self.decoder.compile_failed \
+                        else "static"
+                    self.decoder.decode(inputs, options, stop=events, emit=worker.tokens.put)
+                    worker.compile_s = self.decoder.compile_s - compile_before
+                    if self.decoder.compile_failed:
+                        worker.path = "static"
+                else:
+                    logger.info("decoding with generate: %s", why_not)
+                    options.generate(self.model, self.tokenizer, inputs, streamer=streamer, stop=events)
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer
                 logger.exception("generation failed")
                 worker.error = exc
