@@ -39,8 +39,12 @@ class ModelService:
     """The shared model: loading state, and one clip's reasoning at a time (see the module)."""
 
     def __init__(self, source: str, quant: str = "auto", device: str = "auto",
-                 queue_size: int = 8, enabled: bool = True) -> None:
+                 queue_size: int = 8, enabled: bool = True, compile: bool | None = None,
+                 warm_budgets: tuple[int, ...] = ()) -> None:
+        """`compile`: compile the decode step during warm-up, for the token budgets in
+        `warm_budgets` (None: where it pays, on CUDA; False: never; True: also on a CPU)."""
         self.source, self.quant, self.device, self.queue_size = source, quant, device, queue_size
+        self.compile, self.warm_budgets = compile, warm_budgets
         self.state = "loading" if enabled else "off"
         self.message = "starting" if enabled else "prosody only (started with --no-model)"
         self.reasoner = None
@@ -105,9 +109,10 @@ class ModelService:
         try:
             loaded = load_model(self.source, quant=self.quant, device=self.device,
                                 progress=self._progress)
-            self._progress("warming up")
-            reasoner = Reasoner(loaded)
-            warm = reasoner.warmup()
+            reasoner = Reasoner(loaded, compile=self.compile)
+            self._progress("compiling the decoder (a minute or two, once)" if reasoner.decoder.compile
+                           else "warming up")
+            warm = reasoner.warmup(budgets=self.warm_budgets)
         except ModelUnavailable as exc:  # expected (no GPU, no network): the message is the fix
             logger.warning("the model is unavailable: %s", exc, exc_info=exc.__cause__ is not None)
             self.state, self.message = "unavailable", str(exc)
@@ -118,8 +123,13 @@ class ModelService:
             return
         self.reasoner = reasoner
         self.state = "ready"
-        self.message = (f"{loaded.describe()}; loaded in {loaded.load_s:.0f} s, warm-up "
-                        f"{warm:.1f} s (total {time.perf_counter() - start:.0f} s)")
+        decoder = reasoner.decoder
+        how = ("compiled decoder" if decoder.compile and not decoder.compile_failed else
+               f"eager decoder (compiling failed: {decoder.compile_failed})" if decoder.compile_failed
+               else "eager decoder")
+        self.message = (f"{loaded.describe()}, {how}; loaded in {loaded.load_s:.0f} s, warm-up "
+                        f"{warm:.1f} s (compile {decoder.compile_s:.0f} s; total "
+                        f"{time.perf_counter() - start:.0f} s)")
 
     def _progress(self, message: str) -> None:
         self.message = message

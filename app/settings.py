@@ -1,7 +1,7 @@
 """The app's settings: command-line flags, each with an environment variable as its default.
 
     python app.py [--model SRC] [--quant Q] [--device D] [--host H] [--port P] [--share]
-                  [--max-seconds N] [--no-model]
+                  [--max-seconds N] [--no-model] [--no-compile]
 
 | flag | environment | default |
 | --- | --- | --- |
@@ -15,6 +15,7 @@
 | --max-file-mb | ET_MAX_FILE_MB | 50 |
 | --queue-size | ET_QUEUE_SIZE | 8 reasoning requests waiting at most |
 | --no-model | ET_NO_MODEL=1 | off: prosody only, no model is loaded |
+| --no-compile | ET_NO_COMPILE=1 | off: on CUDA the decode step is compiled during warm-up |
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Settings:
     max_file_mb: int  # largest upload accepted
     queue_size: int  # reasoning requests allowed to wait for the model
     no_model: bool  # prosody only
+    compile: bool  # compile the decode step on CUDA (warm-up takes longer, decoding is faster)
 
 
 def parse(argv: list[str] | None = None) -> Settings:
@@ -56,7 +58,9 @@ def parse(argv: list[str] | None = None) -> Settings:
     ap.add_argument("--max-file-mb", type=int, default=int(env("ET_MAX_FILE_MB", "50")))
     ap.add_argument("--queue-size", type=int, default=int(env("ET_QUEUE_SIZE", "8")))
     ap.add_argument("--no-model", action="store_true", default=on("ET_NO_MODEL"))
+    ap.add_argument("--no-compile", action="store_true", default=on("ET_NO_COMPILE"),
+                    help="decode eagerly even on a GPU (quicker start, slower reasoning)")
     a = ap.parse_args(argv)
     return Settings(model=a.model, quant=a.quant, device=a.device, host=a.host, port=a.port,
                     share=a.share, max_seconds=a.max_seconds, max_file_mb=a.max_file_mb,
-                    queue_size=a.queue_size, no_model=a.no_model)
+                    queue_size=a.queue_size, no_model=a.no_model, compile=not a.no_compile)

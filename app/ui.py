@@ -16,6 +16,8 @@ from app import figures
 from app.examples import EXAMPLE_DIR, example_paths
 from app.handlers import Handlers
 from app.service import ModelService
+
+REASON_TOKENS = 1024  # the page's default token budget: its decode step is compiled at warm-up
 from app.settings import Settings
 from engine.reasoning.prompts import LABELS
 
@@ -47,7 +49,8 @@ def build(settings: Settings, service: ModelService) -> gr.Blocks:
                         analyse = gr.Button("Analyse", variant="primary", elem_id="analyse")
                         stop = gr.Button("Stop", variant="stop", elem_id="stop")
                     with gr.Accordion("Generation settings", open=False):
-                        max_tokens = gr.Slider(8, 4096, value=1024, step=8, label="max new tokens")
+                        max_tokens = gr.Slider(8, 4096, value=REASON_TOKENS, step=8,
+                                               label="max new tokens")
                         temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05,
                                                 label="temperature (0 = greedy)")
                         seed = gr.Number(value=-1, precision=0, label="seed (-1 = random)")
@@ -138,7 +141,9 @@ def build(settings: Settings, service: ModelService) -> gr.Blocks:
 def launch(settings: Settings, *, block: bool = True):
     """Start the model loading, build the page and serve it."""
     service = ModelService(settings.model, settings.quant, settings.device,
-                           queue_size=settings.queue_size, enabled=not settings.no_model)
+                           queue_size=settings.queue_size, enabled=not settings.no_model,
+                           compile=None if settings.compile else False,
+                           warm_budgets=(REASON_TOKENS,))
     demo = build(settings, service)
     demo.queue(default_concurrency_limit=8)
     demo.launch(server_name=settings.host, server_port=settings.port, share=settings.share,

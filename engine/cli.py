@@ -3,6 +3,7 @@
 
     python -m engine analyze FILE [FILE ...] [--json] [--gender male|female] [--no-contours]
     python -m engine analyze FILE --model SRC [--quant Q] [--device D] [--max-new-tokens N] [--json]
+                                  [--temperature T] [--top-p P] [--seed S] [--no-compile]
     python -m engine manipulate IN OUT [--pitch-shift ST] [--pitch-range X] [--tilt ST] [--tempo X]
                                        [--gain-db DB]
 
@@ -104,7 +105,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             print(f"error: the model cannot be loaded: {exc}", file=sys.stderr)
             return 2
         print(f"model: {loaded.describe()}", file=sys.stderr, flush=True)
-        reasoner = Reasoner(loaded)
+        reasoner = Reasoner(loaded, compile=False if args.no_compile else None)
     failed = 0
     for path in args.files:
         try:
@@ -203,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     a.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass")
     a.add_argument("--seed", type=int, default=None)
+    a.add_argument("--no-compile", action="store_true",
+                   help="decode eagerly on a GPU too (the compile costs ~1 min, once per run)")
     a.add_argument("--no-model", action="store_true",
                    help="prosody only, no emotion reasoning (the default without --model)")
     a.set_defaults(run=cmd_analyze)

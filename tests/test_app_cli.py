@@ -43,3 +43,9 @@ def test_mic_without_portaudio_says_so():
     assert done.returncode == 2
     assert "PortAudio" in done.stderr and "libportaudio2" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_compiling_is_on_unless_turned_off(monkeypatch):
+    assert parse([]).compile and not parse(["--no-compile"]).compile
+    monkeypatch.setenv("ET_NO_COMPILE", "1")
+    assert not parse([]).compile

@@ -30,6 +30,24 @@ def test_loading_happens_in_the_background(tiny_checkpoint):
     assert s.status()[0] == "loading"
     assert s.wait_until_settled(120) == "ready"
     assert "fp32" in s.status()[1] and "warm-up" in s.status()[1]
+    assert "eager decoder" in s.status()[1]  # compiling pays on CUDA only
+
+
+@pytest.mark.slow
+def test_a_compiling_service_compiles_the_pages_budget_at_warm_up(tiny_checkpoint):
+    """What a GPU gets by default, forced on the CPU: the decode step for a 10 s clip and the
+    page's token budget is compiled before the status says ready, so no user waits for it."""
+    from engine.audio import from_array
+    from engine.prosody import synth
+    from engine.reasoning.reasoner import Done
+
+    s = ModelService(str(tiny_checkpoint), compile=True, warm_budgets=(1024,))
+    assert s.wait_until_settled(300) == "ready"
+    assert "compiled decoder" in s.status()[1]
+    clip = from_array(synth.harmonic(150, 10.0, syllable_hz=4.0), 16000)
+    done = [e for e in s.reason(clip, threading.Event(), max_new_tokens=1024, score=False)
+            if isinstance(e, Done)][0]
+    assert done.decoder == "compiled" and done.compile_s == 0  # warm-up paid it
 
 
 def test_an_unloadable_model_leaves_a_reason_and_a_fix(tmp_path):
