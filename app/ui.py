@@ -16,11 +16,10 @@ from app import figures
 from app.examples import EXAMPLE_DIR, example_paths
 from app.handlers import Handlers
 from app.service import ModelService
-
-REASON_TOKENS = 1024  # the page's default token budget: its decode step is compiled at warm-up
 from app.settings import Settings
 from engine.reasoning.prompts import LABELS
 
+REASON_TOKENS = 1024  # the page's default token budget: its decode step is compiled at warm-up
 TITLE = "EmotionThinker, explained: how it was said, and what the model makes of it"
 INTRO = ("Speak or upload a clip. The plot shows **how** it was said — pitch and loudness as "
          "Praat measures them — and the summary puts it in words. **Analyse** asks the "
