@@ -110,7 +110,8 @@ class ModelService:
             loaded = load_model(self.source, quant=self.quant, device=self.device,
                                 progress=self._progress)
             reasoner = Reasoner(loaded, compile=self.compile)
-            self._progress("compiling the decoder (a minute or two, once)" if reasoner.decoder.compile
+            compiling = reasoner.decoder is not None and reasoner.decoder.compile
+            self._progress("compiling the decoder (a minute or two, once)" if compiling
                            else "warming up")
             warm = reasoner.warmup(budgets=self.warm_budgets)
         except ModelUnavailable as exc:  # expected (no GPU, no network): the message is the fix
@@ -124,12 +125,12 @@ class ModelService:
         self.reasoner = reasoner
         self.state = "ready"
         decoder = reasoner.decoder
-        how = ("compiled decoder" if decoder.compile and not decoder.compile_failed else
+        how = ("generate()" if decoder is None else
                f"eager decoder (compiling failed: {decoder.compile_failed})" if decoder.compile_failed
-               else "eager decoder")
+               else "compiled decoder" if decoder.compile else "eager decoder")
+        compile_s = f"compile {decoder.compile_s:.0f} s; " if decoder is not None and decoder.compile else ""
         self.message = (f"{loaded.describe()}, {how}; loaded in {loaded.load_s:.0f} s, warm-up "
-                        f"{warm:.1f} s (compile {decoder.compile_s:.0f} s; total "
-                        f"{time.perf_counter() - start:.0f} s)")
+                        f"{warm:.1f} s ({compile_s}total {time.perf_counter() - start:.0f} s)")
 
     def _progress(self, message: str) -> None:
         self.message = message

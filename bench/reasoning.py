@@ -3,10 +3,13 @@
     python bench/reasoning.py                              # tiny random model on this CPU
     python bench/reasoning.py --full-size --dir /data/et7b # 7B-shaped random model (CUDA; ~18 GB disk)
     python bench/reasoning.py --model DIR --quants nf4 bf16 --seconds 5 10 30 --new-tokens 256
+    python bench/reasoning.py --deep --quants fp32 --modes eager compiled   # CPU proxy (see --help)
 
 For each quantisation (nf4, nf4 with the audio encoder quantised too, bf16; fp32 as well on a CPU)
-it loads the model through `engine.reasoning.model.load_model` (the users' path), warms it up, then streams
-the reasoning for 5, 10 and 30 s clips and prints what a user sees: time to first token (feature
+it loads the model through `engine.reasoning.model.load_model` (the users' path) and, for each
+decode mode (`--modes`: transformers' `generate`, the engine's static-cache loop eager, and
+compiled), warms it up, then streams the reasoning for 5, 10 and 30 s clips and prints what a
+user sees, and whether the tokens equal `generate`'s: time to first token (feature
 extraction + prefill), decode tokens per second as they arrive in the stream, the time to score
 the nine labels, and peak memory (GPU: torch's peak allocation; CPU: the process's peak RSS,
 which only grows, so read the first row per quantisation). Random weights: speed and memory do not
@@ -17,6 +20,7 @@ depend on weight values. It also prints the audio front end's time with and with
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import statistics
 import tempfile
@@ -27,7 +31,6 @@ import numpy as np
 
 from engine.audio import SAMPLE_RATE_HZ, from_array
 from engine.prosody import synth
-from engine.reasoning.options import GenerationOptions
 
 NF4_BYTES_PER_WEIGHT = 0.5 + (8 / 64 + 32 / (64 * 256)) / 8  # 4 bits + double-quantised absmax
 
@@ -85,8 +88,12 @@ def weight_table() -> None:
           f"nf4 {gib(nf4(True)):.2f} GiB (audio encoder nf4)")
 
 
+MODES = ("generate", "eager", "compiled")  # transformers' generate; the engine's loop, eager / compiled
+
+
 def bench_quant(path: str, quant: str, quantize_audio: bool, seconds: list[float], new_tokens: int,
-                repeats: int, device: str) -> None:
+                repeats: int, device: str, modes: list[str]) -> list[dict]:
+    """Load once, then stream each clip length in each decode mode; returns the JSON cases."""
     import torch
 
     from engine.reasoning.model import load_model
@@ -99,46 +106,51 @@ def bench_quant(path: str, quant: str, quantize_audio: bool, seconds: list[float
     t0 = time.perf_counter()
     loaded = load_model(path, quant=quant, device=device, quantize_audio_encoder=quantize_audio)
     load_s = time.perf_counter() - t0
-    reasoner = Reasoner(loaded)
-    warm_s = reasoner.warmup()
     size = (f"{loaded.weights_gib:.2f} GiB" if loaded.weights_gib >= 1
             else f"{loaded.weights_gib * 1024:.1f} MiB")
-    print(f"{label:>10} | load {load_s:6.1f} s | warm-up {warm_s:5.1f} s | weights {size}")
-    for s in seconds:
-        clip = from_array(synth.speechlike(s), SAMPLE_RATE_HZ, max_seconds=s + 1)
-        runs = []
-        for _ in range(repeats):
-            done = [e for e in reasoner.stream(clip, max_new_tokens=new_tokens)
-                    if isinstance(e, Done)][0]
-            runs.append(done)
-        ttft = statistics.median(d.ttft_s for d in runs)
-        tps = statistics.median(d.tok_per_s for d in runs)
-        score = statistics.median(d.score_s for d in runs)
-        print(f"{'':>10} | {s:4.0f} s clip | TTFT {ttft * 1000:7.1f} ms | decode {tps:7.1f} tok/s "
-              f"({runs[0].n_tokens} tokens) | scores {score * 1000:6.1f} ms | "
-              f"peak {peak_memory_gib(device):5.2f} GiB", flush=True)
-    if quant == "nf4" and not quantize_audio:
-        bare = bare_generate_tok_per_s(reasoner, clip, new_tokens)
-        print(f"{'':>10} | plain generate() without streaming: {bare:7.1f} tok/s")
-    del reasoner, loaded
+    print(f"{label:>10} | load {load_s:6.1f} s | weights {size}", flush=True)
+    clips = {s: from_array(synth.speechlike(s), SAMPLE_RATE_HZ, max_seconds=s + 1) for s in seconds}
+    reference: dict[float, tuple[int, ...]] = {}  # the tokens transformers' generate writes
+    cases = []
+    for mode in modes:
+        reasoner = Reasoner(loaded, compile=mode == "compiled", static_cache=mode != "generate")
+        warm_s = reasoner.warmup()
+        print(f"{'':>10} | {mode}: warm-up {warm_s:5.1f} s", flush=True)
+        for s, clip in clips.items():
+            runs = []
+            for _ in range(repeats + (mode == "compiled")):  # compiled: the first run compiles
+                runs.append([e for e in reasoner.stream(clip, max_new_tokens=new_tokens)
+                             if isinstance(e, Done)][0])
+            compile_s = sum(d.compile_s for d in runs)
+            runs = runs[-repeats:]
+            if mode == "generate":
+                reference[s] = runs[0].token_ids
+            match = reference[s] == runs[0].token_ids if s in reference else None
+            ttft = statistics.median(d.ttft_s for d in runs)
+            tps = statistics.median(d.tok_per_s for d in runs)
+            score = statistics.median(d.score_s for d in runs)
+            peak = peak_memory_gib(device)
+            print(f"{'':>10} | {s:4.0f} s clip | TTFT {ttft * 1000:7.1f} ms | decode {tps:7.1f} tok/s "
+                  f"({runs[0].n_tokens} tokens) | scores {score * 1000:6.1f} ms | peak {peak:5.2f} GiB"
+                  + (f" | compile {compile_s:.1f} s" if mode == "compiled" else "")
+                  + ("" if match is None else f" | tokens {'=' if match else '!='} generate's"),
+                  flush=True)
+            cases.append({"quant": label, "mode": mode, "clip_s": s, "concurrency": 1,
+                          "ttft_s": ttft, "decode_tok_s": tps, "aggregate_tok_s": tps,
+                          "peak_gib": peak, "tokens_match_eager": match,
+                          "compile_s": compile_s if mode == "compiled" else None,
+                          "decoder": runs[0].decoder})
+        del reasoner
+    del loaded
+    return cases
 
 
-def bare_generate_tok_per_s(reasoner, clip, new_tokens: int) -> float:
-    """Decode speed of a plain `generate` call (no streamer), for comparison with the stream:
-    (new_tokens - 1) over the time after a 1-token call's (prefill) time."""
-    import torch
-
-    inputs = reasoner.inputs(clip)
-
-    def gen(n):
-        t0 = time.perf_counter()
-        options = GenerationOptions(max_new_tokens=n)
-        with torch.inference_mode():
-            out = options.generate(reasoner.model, reasoner.tokenizer, inputs, min_new_tokens=n)
-        return time.perf_counter() - t0, out.shape[1] - inputs["input_ids"].shape[1]
-    prefill, _ = gen(1)
-    total, n = gen(new_tokens)
-    return (n - 1) / max(total - prefill, 1e-9)
+def kind_of(path: str) -> str:
+    """The checkpoint's text-model shape in a few words, for the JSON."""
+    config = json.loads((Path(path) / "config.json").read_text())
+    text = config.get("thinker_config", config).get("text_config", {})
+    return (f"{text.get('num_hidden_layers')} layers x {text.get('hidden_size')} wide, "
+            f"vocab {text.get('vocab_size')}")
 
 
 def _time(fn, n):
@@ -164,6 +176,13 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),
+                    help="generate: transformers' generate (the engine before its own loop); "
+                         "eager / compiled: the engine's static-cache loop")
+    ap.add_argument("--deep", action="store_true",
+                    help="CPU proxy: a random model with the 7B's 28 layers but a tiny width, so "
+                         "per-token framework overhead (what compiling removes) dominates")
+    ap.add_argument("--json", metavar="OUT", help="also write the cases as JSON")
     args = ap.parse_args()
     device = ("cuda:0" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     quants = args.quants or (["nf4", "nf4+audio", "bf16"] + ([] if device.startswith("cuda") else ["fp32"]))
@@ -172,10 +191,10 @@ def main() -> None:
         from engine.reasoning.tiny import build
 
         target = Path(args.dir or tempfile.mkdtemp())
-        kind = "7B-shaped" if args.full_size else "tiny"
+        kind = "7B-shaped" if args.full_size else "deep-narrow" if args.deep else "tiny"
         if not (target / "config.json").exists():
             t0 = time.perf_counter()
-            build(target, full_size=args.full_size)
+            build(target, full_size=args.full_size, deep=args.deep)
             print(f"built a {kind} random checkpoint in {time.perf_counter() - t0:.0f} s")
         path = str(target)
     name = torch.cuda.get_device_name(0) if device.startswith("cuda") else "CPU"
@@ -183,14 +202,19 @@ def main() -> None:
           f"{args.new_tokens} new tokens, greedy, median of {args.repeats}")
     feature_times()
     weight_table()
+    cases = []
     for q in quants:
         try:
-            bench_quant(path, q.split("+")[0], q.endswith("+audio"), args.seconds, args.new_tokens,
-                        args.repeats, device)
+            cases += bench_quant(path, q.split("+")[0], q.endswith("+audio"), args.seconds,
+                                 args.new_tokens, args.repeats, device, args.modes)
         except Exception as exc:  # noqa: BLE001 - one quantisation failing must not hide the others
             # e.g. the tiny model's 32-wide audio layers are narrower than bitsandbytes' CPU
             # 4-bit block (64): nf4+audio cannot run there; the 7B's layers are 1280 wide
             print(f"{q:>10} | failed: {type(exc).__name__}: {str(exc).splitlines()[0]}", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"device": f"{device} ({name})", "torch": torch.__version__,
+                                               "model": kind_of(path), "new_tokens": args.new_tokens,
+                                               "cases": cases}, indent=2))
 
 
 if __name__ == "__main__":

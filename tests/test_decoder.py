@@ -30,6 +30,17 @@ def done_of(reasoner, clip, **kw) -> Done:
     return [e for e in reasoner.stream(clip, score=False, **kw) if isinstance(e, Done)][0]
 
 
+@pytest.fixture(scope="module")
+def reasoner(tiny_model):
+    """The engine's loop, eager (the CPU default is generate: the loop pays when compiled)."""
+    return Reasoner(tiny_model, static_cache=True, compile=False)
+
+
+def test_the_defaults_on_a_cpu_decode_with_generate(tiny_model):
+    done = done_of(Reasoner(tiny_model), clip_of(1.0), max_new_tokens=5)
+    assert done.decoder == "generate" and done.n_tokens == 5
+
+
 @pytest.mark.parametrize("seconds,tokens", [(1.0, 30), (3.0, 60), (7.0, 25)])
 def test_the_static_loop_writes_exactly_what_generate_writes(reasoner, seconds, tokens):
     clip = clip_of(seconds)
@@ -54,7 +65,7 @@ def test_a_generation_config_it_cannot_reproduce_goes_to_generate(tiny_model):
     config = copy.deepcopy(tiny_model.model.generation_config)
     tiny_model.model.generation_config.repetition_penalty = 1.3
     try:
-        reasoner = Reasoner(tiny_model)
+        reasoner = Reasoner(tiny_model, static_cache=True)
         clip = clip_of(1.5)
         done = done_of(reasoner, clip, max_new_tokens=20)
         assert done.decoder == "generate"

@@ -144,7 +144,7 @@ def test_an_error_inside_generation_reaches_the_caller(reasoner, clip, monkeypat
 
     start = time.perf_counter()
     with monkeypatch.context() as m:
-        m.setattr(reasoner.model, "forward", out_of_memory)
+        m.setattr(reasoner.model.model, "forward", out_of_memory)  # the text decoder
         with pytest.raises(GenerationError, match="generation failed: CUDA out of memory") as err:
             list(reasoner.stream(clip, max_new_tokens=4))
     assert err.value.__cause__ is not None and time.perf_counter() - start < 10

@@ -146,3 +146,20 @@ def test_each_benchmark_starts(script):
     done = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--help"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "usage" in done.stdout, done.stderr
+
+
+@pytest.mark.slow
+def test_the_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
+    """bench/gpu_check.sh --tiny: the one-call GPU script, every step, on the tiny model."""
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "WORK": str(tmp_path / "work"),
+           "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh"), "--tiny"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
+    cases = report["cases"]
+    assert {(c["quant"], c["mode"]) for c in cases} == {(q, m) for q in ("nf4", "bf16")
+                                                        for m in ("generate", "eager", "compiled")}
+    assert all(c["tokens_match_eager"] for c in cases)  # the engine's loop writes generate's tokens
+    assert {c["decoder"] for c in cases if c["mode"] == "compiled"} == {"compiled"}
+    assert "= generate" in done.stdout and "written:" in done.stdout

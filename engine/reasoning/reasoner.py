@@ -104,9 +104,13 @@ class Reasoner:
     """Streams the thinker's reasoning about a clip; see the module docstring."""
 
     def __init__(self, loaded: LoadedModel, *, audio_prefix: bool = True,
-                 compile: bool | None = None) -> None:
-        """`compile`: compile the decode step (engine.reasoning.decoder); None compiles on CUDA
-        only, where it pays (on a CPU the compile costs more than it saves for one clip)."""
+                 compile: bool | None = None, static_cache: bool | None = None) -> None:
+        """How it decodes (the same tokens every way): `static_cache` chooses the engine's own
+        loop (engine.reasoning.decoder) over transformers' `generate`, and `compile` compiles
+        that loop's step. By default both are on with CUDA and off elsewhere: the compiled step
+        is what makes a GPU fast, while on a CPU the static cache's full-bucket attention costs
+        more than it saves (bench/reasoning.py --deep: eager loop 95 tok/s, generate 139,
+        compiled 153) and a compile takes longer than most single clips."""
         self.loaded = loaded
         self.model, self.processor = loaded.model, loaded.processor
         self.tokenizer = self.processor.tokenizer
@@ -114,7 +118,9 @@ class Reasoner:
             build_messages(audio_prefix), add_generation_prompt=True, tokenize=False)
         if compile is None:
             compile = self.model.device.type == "cuda"
-        self.decoder = Decoder(self.model, self.tokenizer, compile=compile)
+        if static_cache is None:
+            static_cache = compile
+        self.decoder = Decoder(self.model, self.tokenizer, compile=compile) if static_cache else None
         self._lock = threading.Lock()
 
     def inputs(self, clip: Clip):
@@ -191,7 +197,7 @@ class Reasoner:
         t0 = time.perf_counter()
         for _ in self.stream(clip, GenerationOptions(max_new_tokens=max_new_tokens), score=False):
             pass
-        if budgets and self.decoder.compile:
+        if budgets and self.decoder and self.decoder.compile:
             ten_s = from_array(harmonic(150.0, 10.0).astype(np.float32), SAMPLE_RATE_HZ)
             prompt_tokens = self.inputs(ten_s)["input_ids"].shape[1]
             with self._lock:
@@ -205,7 +211,7 @@ class Reasoner:
         def run() -> None:
             events = [e for e in (worker.cancel, stop) if e is not None]
             try:
-                why_not = self.decoder.unsupported(inputs, options)
+                why_not = self.decoder.unsupported(inputs, options) if self.decoder else "chosen"
                 if why_not is None:
                     compile_before = self.decoder.compile_s
                     worker.path = "compiled" if self.decoder.compile and not self.decoder.compile_failed \

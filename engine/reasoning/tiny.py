@@ -77,9 +77,9 @@ def build_tokenizer(out_dir: Path):
     return tokenizer
 
 
-def thinker_config(tokenizer, full_size: bool = False):
+def thinker_config(tokenizer, full_size: bool = False, deep: bool = False):
     """The thinker's config: the 7B shapes (transformers' defaults are Qwen2.5-Omni-7B) or tiny
-    ones, with special-token ids taken from `tokenizer`."""
+    ones (`deep`: with the 7B's 28 decoder layers), special-token ids taken from `tokenizer`."""
     from transformers.models.qwen2_5_omni.configuration_qwen2_5_omni import Qwen2_5OmniThinkerConfig
 
     ids = {name: tokenizer.convert_tokens_to_ids(tok) for name, tok in TOKEN_ATTRIBUTES.items()}
@@ -92,7 +92,7 @@ def thinker_config(tokenizer, full_size: bool = False):
     vision: dict = {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16,
                     "out_hidden_size": 3584, "fullatt_block_indexes": [7, 15, 23, 31]}
     if not full_size:
-        text.update(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        text.update(hidden_size=64, intermediate_size=128, num_hidden_layers=28 if deep else 2,
                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192)
         audio.update(d_model=32, encoder_layers=2, encoder_attention_heads=2,
                      encoder_ffn_dim=64, output_dim=64)
@@ -108,7 +108,7 @@ def thinker_config(tokenizer, full_size: bool = False):
 
 
 def build(out_dir: str | Path, *, full_size: bool = False, thinker_only: bool = False,
-          seed: int = 0) -> Path:
+          seed: int = 0, deep: bool = False) -> Path:
     """Write a random-weight checkpoint to `out_dir` and return its path."""
     import torch
     from transformers import GenerationConfig
@@ -117,7 +117,7 @@ def build(out_dir: str | Path, *, full_size: bool = False, thinker_only: bool = 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(out)
-    cfg = thinker_config(tokenizer, full_size)
+    cfg = thinker_config(tokenizer, full_size, deep=deep)
     torch.manual_seed(seed)
     dtype = torch.bfloat16 if full_size else torch.float32
     model = Qwen2_5OmniThinkerForConditionalGeneration._from_config(cfg, dtype=dtype)
@@ -170,10 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out_dir")
     ap.add_argument("--full-size", action="store_true", help="the 7B thinker's shapes (~18 GB)")
     ap.add_argument("--thinker-only", action="store_true", help="thinker keys, thinker config")
+    ap.add_argument("--deep", action="store_true", help="tiny width, the 7B's 28 layers (CPU proxy)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     path = build(args.out_dir, full_size=args.full_size, thinker_only=args.thinker_only,
-                 seed=args.seed)
+                 seed=args.seed, deep=args.deep)
     print(f"wrote a random-weight {'7B-shaped' if args.full_size else 'tiny'} checkpoint to {path}")
     return 0
 
