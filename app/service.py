@@ -1,11 +1,13 @@
-"""The model behind the app: loaded in the background, shared by all users, one clip at a time.
+"""The model behind the app: loaded in the background, shared by all users, clips batched.
 
 `ModelService` starts loading at once in a thread, so the page is up in seconds and everything
 that does not need the model works meanwhile. Its `status()` says loading / ready / unavailable
-(with the reason and the fix). `reason(...)` streams one clip's reasoning; requests beyond the one
-being served wait their turn, at most `queue_size` of them (then a clear "busy" error), and a
-waiting request reports its place in the line. Prosody never goes through here, so it never waits
-behind the model.
+(with the reason and the fix). `reason(...)` streams one clip's reasoning. On a GPU, requests that
+wait together decode together (up to `max_batch`, engine.reasoning.scheduler); elsewhere one at a
+time. Requests that cannot start at once wait in arrival order, at most `queue_size` of them
+(then a clear "busy" error; 0: served only when the model is idle), and each waiting request
+reports its own place in the line. Prosody never goes through here, so it never waits behind
+the model.
 """
 
 from __future__ import annotations
@@ -36,19 +38,18 @@ class Busy(RuntimeError):
 
 
 class ModelService:
-    """The shared model: loading state, and one clip's reasoning at a time (see the module)."""
+    """The shared model: its loading state, and the line in front of it (see the module)."""
 
     def __init__(self, source: str, quant: str = "auto", device: str = "auto",
                  queue_size: int = 8, enabled: bool = True, compile: bool | None = None,
-                 warm_budgets: tuple[int, ...] = ()) -> None:
+                 warm_budgets: tuple[int, ...] = (), max_batch: int = 8) -> None:
         """`compile`: compile the decode step during warm-up, for the token budgets in
         `warm_budgets` (None: where it pays, on CUDA; False: never; True: also on a CPU)."""
         self.source, self.quant, self.device, self.queue_size = source, quant, device, queue_size
-        self.compile, self.warm_budgets = compile, warm_budgets
+        self.compile, self.warm_budgets, self.max_batch = compile, warm_budgets, max_batch
         self.state = "loading" if enabled else "off"
         self.message = "starting" if enabled else "prosody only (started with --no-model)"
         self.reasoner = None
-        self._waiting = 0
         self._count = threading.Lock()
         self._thread = None
         if enabled:
@@ -68,38 +69,24 @@ class ModelService:
     def reason(self, clip: Clip, stop: threading.Event, options: GenerationOptions | None = None,
                **fields) -> Iterator[Waiting | ReasoningEvent]:
         """Yield Waiting(position) while in line, then the Reasoner's events for `clip`
-        (`options` and `fields` as in Reasoner.stream)."""
-        from engine.reasoning.reasoner import ReasonerBusy
+        (`options` and `fields` as in Reasoner.stream). Busy when `queue_size` requests already
+        wait while the model is busy (so 0 means: served only when the model is idle)."""
+        from engine.reasoning.reasoner import Queued
 
         if self.reasoner is None:
             raise RuntimeError(f"the model is {self.state}: {self.message}")
-        with self._count:
-            if self._waiting >= self.queue_size:
-                raise Busy(f"the model is busy ({self._waiting} requests are waiting); "
+        reasoner = self.reasoner
+        with self._count:  # the check and the joining are one step for concurrent arrivals
+            waiting = reasoner.waiting()
+            if reasoner.busy() and waiting >= self.queue_size:
+                raise Busy(f"the model is busy ({waiting} requests are waiting); "
                            "try again in a minute")
-            self._waiting += 1
-        in_line = True
+            request = reasoner.submit(clip, options, stop=stop, **fields)
         try:
-            while not stop.is_set():
-                stream = self.reasoner.stream(clip, options, stop=stop, wait_s=0.5, **fields)
-                try:
-                    first = next(stream)  # takes the model's lock, or raises ReasonerBusy
-                except ReasonerBusy:
-                    yield Waiting(self._waiting)
-                    continue
-                with self._count:
-                    self._waiting -= 1
-                in_line = False
-                try:
-                    yield first
-                    yield from stream
-                finally:
-                    stream.close()  # a consumer that went away frees the model at once
-                return
+            for event in reasoner.events(request, queued=True):
+                yield Waiting(event.position) if isinstance(event, Queued) else event
         finally:
-            if in_line:
-                with self._count:
-                    self._waiting -= 1
+            reasoner.release(request)  # a consumer that went away frees its place or its row
 
     def _load(self) -> None:
         from engine.reasoning.model import ModelUnavailable, load_model
@@ -109,7 +96,7 @@ class ModelService:
         try:
             loaded = load_model(self.source, quant=self.quant, device=self.device,
                                 progress=self._progress)
-            reasoner = Reasoner(loaded, compile=self.compile)
+            reasoner = Reasoner(loaded, compile=self.compile, max_batch=self.max_batch)
             compiling = reasoner.decoder is not None and reasoner.decoder.compile
             self._progress("compiling the decoder (a minute or two, once)" if compiling
                            else "warming up")
@@ -128,6 +115,8 @@ class ModelService:
         how = ("generate()" if decoder is None else
                f"eager decoder (compiling failed: {decoder.compile_failed})" if decoder.compile_failed
                else "compiled decoder" if decoder.compile else "eager decoder")
+        if decoder is not None:
+            how += f", up to {reasoner.scheduler.max_batch} clips at once"
         compile_s = f"compile {decoder.compile_s:.0f} s; " if decoder is not None and decoder.compile else ""
         self.message = (f"{loaded.describe()}, {how}; loaded in {loaded.load_s:.0f} s, warm-up "
                         f"{warm:.1f} s ({compile_s}total {time.perf_counter() - start:.0f} s)")

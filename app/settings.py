@@ -16,6 +16,7 @@
 | --queue-size | ET_QUEUE_SIZE | 8 reasoning requests waiting at most |
 | --no-model | ET_NO_MODEL=1 | off: prosody only, no model is loaded |
 | --no-compile | ET_NO_COMPILE=1 | off: on CUDA the decode step is compiled during warm-up |
+| --max-batch | ET_MAX_BATCH | 8 requests decode together (on CUDA; elsewhere one at a time) |
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import os
 from dataclasses import dataclass
 
 from engine.audio import MAX_SECONDS
+from engine.reasoning.decoder import BATCH_SIZES
 from engine.reasoning.model import DEFAULT_SOURCE, QUANTS
 
 
@@ -41,6 +43,7 @@ class Settings:
     queue_size: int  # reasoning requests allowed to wait for the model
     no_model: bool  # prosody only
     compile: bool  # compile the decode step on CUDA (warm-up takes longer, decoding is faster)
+    max_batch: int  # reasoning requests that decode together (the compiled / static decoder)
 
 
 def parse(argv: list[str] | None = None) -> Settings:
@@ -58,9 +61,14 @@ def parse(argv: list[str] | None = None) -> Settings:
     ap.add_argument("--max-file-mb", type=int, default=int(env("ET_MAX_FILE_MB", "50")))
     ap.add_argument("--queue-size", type=int, default=int(env("ET_QUEUE_SIZE", "8")))
     ap.add_argument("--no-model", action="store_true", default=on("ET_NO_MODEL"))
+    ap.add_argument("--max-batch", type=int, default=int(env("ET_MAX_BATCH", "8")),
+                    help="reasoning requests that decode together on a GPU (1-8)")
     ap.add_argument("--no-compile", action="store_true", default=on("ET_NO_COMPILE"),
                     help="decode eagerly even on a GPU (quicker start, slower reasoning)")
     a = ap.parse_args(argv)
+    if not 1 <= a.max_batch <= BATCH_SIZES[-1]:
+        ap.error(f"--max-batch must be between 1 and {BATCH_SIZES[-1]}")
     return Settings(model=a.model, quant=a.quant, device=a.device, host=a.host, port=a.port,
                     share=a.share, max_seconds=a.max_seconds, max_file_mb=a.max_file_mb,
-                    queue_size=a.queue_size, no_model=a.no_model, compile=not a.no_compile)
+                    queue_size=a.queue_size, no_model=a.no_model, compile=not a.no_compile,
+                    max_batch=a.max_batch)

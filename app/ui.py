@@ -142,7 +142,7 @@ def launch(settings: Settings, *, block: bool = True):
     service = ModelService(settings.model, settings.quant, settings.device,
                            queue_size=settings.queue_size, enabled=not settings.no_model,
                            compile=None if settings.compile else False,
-                           warm_budgets=(REASON_TOKENS,))
+                           warm_budgets=(REASON_TOKENS,), max_batch=settings.max_batch)
     demo = build(settings, service)
     demo.queue(default_concurrency_limit=8)
     demo.launch(server_name=settings.host, server_port=settings.port, share=settings.share,

@@ -91,8 +91,39 @@ def weight_table() -> None:
 MODES = ("generate", "eager", "compiled")  # transformers' generate; the engine's loop, eager / compiled
 
 
+def concurrent(reasoner, clip, n: int, new_tokens: int) -> dict:
+    """`n` users asking at the same moment (submitted while the model is held, so they start as
+    one batch), each read by its own thread as the app reads them: per-stream TTFT and tok/s,
+    and the aggregate tokens per second of wall time."""
+    import threading
+
+    from engine.reasoning.reasoner import Done
+
+    with reasoner.scheduler.model_lock:
+        requests = [reasoner.submit(clip, max_new_tokens=new_tokens, score=False) for _ in range(n)]
+    dones: list = [None] * n
+    ends = [0.0] * n
+
+    def read(i: int) -> None:
+        dones[i] = [e for e in reasoner.events(requests[i]) if isinstance(e, Done)][0]
+        ends[i] = time.perf_counter()
+        reasoner.release(requests[i])
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    start = min(r.t_submit for r in requests)
+    ttfts = sorted(d.ttft_s for d in dones)
+    return {"ttft_p50_s": statistics.median(ttfts), "ttft_p95_s": ttfts[min(n - 1, round(0.95 * (n - 1)))],
+            "decode_tok_s": statistics.median(d.tok_per_s for d in dones),
+            "aggregate_tok_s": sum(d.n_tokens for d in dones) / (max(ends) - start),
+            "batch": max(d.batch for d in dones), "token_ids": [d.token_ids for d in dones]}
+
+
 def bench_quant(path: str, quant: str, quantize_audio: bool, seconds: list[float], new_tokens: int,
-                repeats: int, device: str, modes: list[str]) -> list[dict]:
+                repeats: int, device: str, modes: list[str], concurrency: list[int]) -> list[dict]:
     """Load once, then stream each clip length in each decode mode; returns the JSON cases."""
     import torch
 
@@ -113,7 +144,8 @@ def bench_quant(path: str, quant: str, quantize_audio: bool, seconds: list[float
     reference: dict[float, tuple[int, ...]] = {}  # the tokens transformers' generate writes
     cases = []
     for mode in modes:
-        reasoner = Reasoner(loaded, compile=mode == "compiled", static_cache=mode != "generate")
+        reasoner = Reasoner(loaded, compile=mode == "compiled", static_cache=mode != "generate",
+                            max_batch=max(concurrency))
         warm_s = reasoner.warmup()
         print(f"{'':>10} | {mode}: warm-up {warm_s:5.1f} s", flush=True)
         for s, clip in clips.items():
@@ -140,6 +172,26 @@ def bench_quant(path: str, quant: str, quantize_audio: bool, seconds: list[float
                           "peak_gib": peak, "tokens_match_eager": match,
                           "compile_s": compile_s if mode == "compiled" else None,
                           "decoder": runs[0].decoder})
+            for n in concurrency:
+                if n == 1:
+                    continue
+                if mode == "compiled":  # a batch of n has its own graph: compile it first
+                    t0 = time.perf_counter()
+                    concurrent(reasoner, clip, n, new_tokens)
+                    print(f"{'':>10} | {s:4.0f} s clip x {n}: compiled in {time.perf_counter() - t0:.1f} s")
+                c = concurrent(reasoner, clip, n, new_tokens)
+                match = all(t == reference[s] for t in c["token_ids"]) if s in reference else None
+                print(f"{'':>10} | {s:4.0f} s clip x {n} at once (batch {c['batch']}) | TTFT p50 "
+                      f"{c['ttft_p50_s'] * 1000:7.1f} ms, p95 {c['ttft_p95_s'] * 1000:7.1f} ms | per stream "
+                      f"{c['decode_tok_s']:7.1f} tok/s | aggregate {c['aggregate_tok_s']:7.1f} tok/s | peak "
+                      f"{peak_memory_gib(device):5.2f} GiB"
+                      + ("" if match is None else f" | tokens {'=' if match else '!='} generate's"),
+                      flush=True)
+                cases.append({"quant": label, "mode": mode, "clip_s": s, "concurrency": n,
+                              "ttft_s": c["ttft_p50_s"], "ttft_p95_s": c["ttft_p95_s"],
+                              "decode_tok_s": c["decode_tok_s"], "aggregate_tok_s": c["aggregate_tok_s"],
+                              "peak_gib": peak_memory_gib(device), "tokens_match_eager": match,
+                              "compile_s": None, "decoder": runs[0].decoder, "batch": c["batch"]})
         del reasoner
     del loaded
     return cases
@@ -183,6 +235,8 @@ def main() -> None:
                     help="CPU proxy: a random model with the 7B's 28 layers but a tiny width, so "
                          "per-token framework overhead (what compiling removes) dominates")
     ap.add_argument("--json", metavar="OUT", help="also write the cases as JSON")
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1],
+                    help="users asking at once, e.g. 1 4 8 (batched with the engine's loop)")
     args = ap.parse_args()
     device = ("cuda:0" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     quants = args.quants or (["nf4", "nf4+audio", "bf16"] + ([] if device.startswith("cuda") else ["fp32"]))
@@ -206,7 +260,7 @@ def main() -> None:
     for q in quants:
         try:
             cases += bench_quant(path, q.split("+")[0], q.endswith("+audio"), args.seconds,
-                                 args.new_tokens, args.repeats, device, args.modes)
+                                 args.new_tokens, args.repeats, device, args.modes, args.concurrency)
         except Exception as exc:  # noqa: BLE001 - one quantisation failing must not hide the others
             # e.g. the tiny model's 32-wide audio layers are narrower than bitsandbytes' CPU
             # 4-bit block (64): nf4+audio cannot run there; the 7B's layers are 1280 wide

@@ -148,7 +148,7 @@ def test_an_error_inside_generation_reaches_the_caller(reasoner, clip, monkeypat
         with pytest.raises(GenerationError, match="generation failed: CUDA out of memory") as err:
             list(reasoner.stream(clip, max_new_tokens=4))
     assert err.value.__cause__ is not None and time.perf_counter() - start < 10
-    failure = next(r for r in caplog.records if r.name == "engine.reasoning.reasoner")
+    failure = next(r for r in caplog.records if r.name == "engine.reasoning.scheduler")
     assert failure.exc_info is not None  # the traceback is logged, not only the short message
     assert run(reasoner, clip, max_new_tokens=2, score=False, wait_s=1)[2].n_tokens == 2
 

@@ -52,10 +52,25 @@ _NEUTRAL = {"repetition_penalty": 1.0, "min_p": None, "typical_p": 1.0, "top_h":
             "exponential_decay_length_penalty": None}
 
 
+BATCH_SIZES = (1, 2, 4, 8)  # a batch is padded up to one of these: one compiled graph each
+
+
+@dataclass
+class Row:
+    """One prompt of a batch: how to generate for it, and where its tokens go."""
+
+    options: GenerationOptions
+    emit: Callable[[int], None]  # called with each new token id as it is chosen
+    stop: Sequence[threading.Event] = ()  # any set: this row ends after its current token
+    on_end: Callable[[], None] | None = None  # called once when the row ends, before the next step
+    n_tokens: int = 0  # tokens emitted so far
+    done: bool = False
+
+
 @dataclass
 class _Bucket:
-    cache: Any  # transformers.StaticCache of `length` tokens for a batch of one
-    mask: Any  # [1, length] attention mask buffer: 1 for the prompt and what was generated
+    cache: Any  # transformers.StaticCache of `length` tokens for `batch` rows
+    mask: Any  # [batch, length] attention mask buffer: 1 for the prompts and what was generated
     step: Callable | None  # the one-token step (compiled or eager) on this cache
     compiled: bool  # whether `step` is a compiled function
     warm: bool = False  # compiled and run once: no compile time left to pay
@@ -63,14 +78,22 @@ class _Bucket:
 
 class Decoder:
     """The static-cache decode loop for one model (see the module docstring). Not thread-safe:
-    one decode at a time (the Reasoner's lock guarantees it)."""
+    one decode at a time (the Reasoner's scheduler guarantees it)."""
 
     def __init__(self, model, tokenizer, *, compile: bool = False) -> None:
         self.model, self.tokenizer, self.compile = model, tokenizer, compile
         self.eos = set(_as_list(model.generation_config.eos_token_id))
-        self._buckets: dict[int, _Bucket] = {}
+        self.pad = model.generation_config.pad_token_id or tokenizer.pad_token_id or 0
+        self._buckets: dict[tuple[int, int], _Bucket] = {}
         self.compile_s = 0.0  # time spent compiling so far (first calls of compiled steps)
         self.compile_failed: str | None = None  # why compiling was given up, if it was
+        if compile:
+            import torch._dynamo
+
+            # one graph per (bucket, batch size): let all of them be kept
+            config = torch._dynamo.config
+            name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+            setattr(config, name, max(getattr(config, name), len(CACHE_BUCKETS) * len(BATCH_SIZES)))
 
     def bucket_for(self, prompt_tokens: int, max_new_tokens: int) -> int | None:
         """The cache length for a prompt and token budget (None: longer than every bucket)."""
@@ -78,8 +101,8 @@ class Decoder:
 
     def unsupported(self, inputs, options: GenerationOptions) -> str | None:
         """Why this loop cannot reproduce `generate` for these inputs and options (None: it can)."""
-        if inputs["input_ids"].shape[0] != 1:
-            return "a batch of several prompts"
+        if inputs["input_ids"].shape[0] > BATCH_SIZES[-1]:
+            return f"a batch of more than {BATCH_SIZES[-1]} prompts"
         if self.bucket_for(inputs["input_ids"].shape[1], options.max_new_tokens) is None:
             return f"prompt + new tokens over {CACHE_BUCKETS[-1]}"
         config = self._generation_config(options)
@@ -91,60 +114,106 @@ class Decoder:
         """Generate for one prompt (`inputs`: the processor's BatchFeature on the model's
         device), calling `emit(token_id)` for each new token as it is chosen; returns the number
         of tokens. Check `unsupported()` first."""
+        row = Row(options, emit, stop)
+        self.decode_batch(inputs, [row])
+        return row.n_tokens
+
+    def decode_batch(self, inputs, rows: list[Row]) -> None:
+        """Generate for several prompts at once (`inputs`: the processor's left-padded batch,
+        one row per `rows` entry). Each row ends on its own (end of sequence, its token budget,
+        its stop events) without disturbing the others; the batch ends with its last row. A
+        greedy row writes what it would write alone; a sampled row draws from its own generator
+        (seeded with its seed), so it does not depend on the other rows either."""
         import torch
 
         with torch.inference_mode():  # the cache's tensors are made, and so reset, in this mode
-            return self._decode(inputs, options, stop, emit)
+            self._decode(inputs, rows)
 
-    def _decode(self, inputs, options: GenerationOptions, stop, emit) -> int:
+    def _decode(self, inputs, rows: list[Row]) -> None:
         import torch
 
         model, ids = self.model, inputs["input_ids"]
-        prompt = ids.shape[1]
-        length = self.bucket_for(prompt, options.max_new_tokens)
-        bucket = self._bucket(length)
+        device, prompt = ids.device, ids.shape[1]
+        real = len(rows)
+        size = next(b for b in BATCH_SIZES if b >= real)
+        if size > real:  # pad the batch with copies of the first prompt, whose tokens go nowhere
+            inputs = {k: torch.cat([v, v[:1].expand(size - real, *v.shape[1:])]) for k, v in inputs.items()}
+            ids = inputs["input_ids"]
+        budget = max(r.options.max_new_tokens for r in rows)
+        bucket = self._bucket(self.bucket_for(prompt, budget), size)
         bucket.cache.reset()
         bucket.mask.zero_()
-        bucket.mask[:, :prompt] = 1
-        processors = self._processors(options, ids.device)
+        bucket.mask[:, :prompt] = inputs["attention_mask"]
+        suppress = self._processors(rows[0].options, device)[0]  # the same placeholders for all
+        samplers = {i: self._sampler(r.options, device) for i, r in enumerate(rows) if not r.options.greedy}
         audio_lengths = inputs["feature_attention_mask"].sum(1) if "feature_attention_mask" in inputs else None
         positions, deltas = model.get_rope_index(input_ids=ids, attention_mask=inputs["attention_mask"],
                                                  audio_seqlens=audio_lengths)
-        delta = deltas.reshape(-1)[0].to(ids.device)
-        if options.seed is not None:
-            torch.manual_seed(options.seed)
+        deltas = deltas.reshape(-1).to(device)
         logits = model(**inputs, position_ids=positions, past_key_values=bucket.cache,
-                       cache_position=torch.arange(prompt, device=ids.device),
+                       cache_position=torch.arange(prompt, device=device),
                        use_cache=True).logits[:, -1].float()
-        sequence = ids
-        for n in range(options.max_new_tokens):
-            token = self._choose(processors, sequence, logits, options.greedy)
-            emit(int(token))
-            sequence = torch.cat([sequence, token.view(1, 1)], dim=1)
-            if int(token) in self.eos or any(e.is_set() for e in stop) or n + 1 == options.max_new_tokens:
-                return n + 1
-            where = torch.tensor([prompt + n], device=ids.device)
+        sequences = ids
+        finished = torch.zeros(size, dtype=torch.bool, device=device)
+        finished[real:] = True  # the padding rows
+        for n in range(budget):
+            scores = suppress(sequences, logits) if suppress is not None else logits
+            tokens = torch.argmax(scores, dim=-1)  # every greedy row at once
+            for i, sample in samplers.items():
+                if not rows[i].done:
+                    tokens[i] = sample(sequences[i:i + 1], scores[i:i + 1])
+            tokens = tokens.masked_fill(finished, self.pad)
+            for i, token in enumerate(tokens[:real].tolist()):  # one device-to-host copy a step
+                row = rows[i]
+                if row.done:
+                    continue
+                row.emit(token)
+                row.n_tokens += 1
+                row.done = (token in self.eos or row.n_tokens == row.options.max_new_tokens
+                            or any(e.is_set() for e in row.stop))
+                if row.done:
+                    finished[i] = True
+                    if row.on_end is not None:
+                        row.on_end()
+            if all(r.done for r in rows):
+                return
+            sequences = torch.cat([sequences, tokens[:, None]], dim=1)
+            where = torch.tensor([prompt + n], device=device)
             bucket.mask[:, prompt + n] = 1
-            position = (where + delta).view(1, 1, 1).expand(3, 1, 1)
-            logits = self._step(bucket, token.view(1, 1), position, where)
-        return options.max_new_tokens
+            position = (where + deltas).view(1, size, 1).expand(3, size, 1)
+            logits = self._step(bucket, tokens[:, None], position, where)
 
-    def warmup(self, prompt_tokens: int, max_new_tokens: int) -> float:
+    def _sampler(self, options: GenerationOptions, device) -> Callable:
+        """(sequence, suppressed scores) -> the next token of one sampling row: transformers'
+        warpers, then a draw from the row's own generator."""
+        import torch
+
+        warpers = self._processors(options, device)[1]
+        generator = torch.Generator(device=device)
+        # a fresh generator seeded with s draws what torch.manual_seed(s) then generate() draws
+        generator.manual_seed(options.seed if options.seed is not None else
+                              int(torch.randint(2**62, (1,)).item()))
+        return lambda sequence, scores: torch.multinomial(
+            torch.softmax(warpers(sequence, scores), dim=-1), 1, generator=generator).squeeze(1)
+
+    def warmup(self, prompt_tokens: int, max_new_tokens: int, batch: int = 1) -> float:
         """Compile (when compiling) and run once the step of the bucket that a prompt of this
-        length and this token budget fall in, so that no user pays for it; returns seconds."""
+        length, this token budget and this many rows fall in, so that no user pays for it;
+        returns seconds."""
         import torch
 
         length = self.bucket_for(prompt_tokens, max_new_tokens)
         if length is None:
             return 0.0
+        size = next(b for b in BATCH_SIZES if b >= batch)
         t0 = time.perf_counter()
         with torch.inference_mode():
-            bucket = self._bucket(length)
+            bucket = self._bucket(length, size)
             bucket.cache.reset()
             bucket.mask.zero_()
             bucket.mask[:, 0] = 1
-            zero = torch.zeros(1, dtype=torch.long, device=bucket.mask.device)
-            self._step(bucket, zero.view(1, 1), zero.view(1, 1, 1).expand(3, 1, 1), zero)
+            zero = torch.zeros(size, dtype=torch.long, device=bucket.mask.device)
+            self._step(bucket, zero[:, None], zero.view(1, size, 1).expand(3, size, 1), zero[:1])
         return time.perf_counter() - t0
 
     # --- internals -----------------------------------------------------------------------------
@@ -157,6 +226,7 @@ class Decoder:
         return self.model._prepare_generation_config(None, **kwargs)[0]
 
     def _processors(self, options: GenerationOptions, device):
+        """(the placeholder suppression, the sampling warpers) that `generate` would apply."""
         from transformers.generation.logits_process import (
             LogitsProcessorList,
             SuppressTokensLogitsProcessor,
@@ -166,41 +236,32 @@ class Decoder:
         )
 
         config = self._generation_config(options)
-        processors = LogitsProcessorList()
-        if config.suppress_tokens is not None:
-            processors.append(SuppressTokensLogitsProcessor(config.suppress_tokens, device=device))
-        if config.do_sample:  # the order of transformers' _get_logits_processor
+        suppress = (SuppressTokensLogitsProcessor(config.suppress_tokens, device=device)
+                    if config.suppress_tokens is not None else None)
+        warpers = LogitsProcessorList()
+        if config.do_sample:  # after the suppression, in the order of _get_logits_processor
             if config.temperature is not None and config.temperature != 1.0:
-                processors.append(TemperatureLogitsWarper(config.temperature))
+                warpers.append(TemperatureLogitsWarper(config.temperature))
             if config.top_k is not None and config.top_k != 0:
-                processors.append(TopKLogitsWarper(top_k=config.top_k, min_tokens_to_keep=1))
+                warpers.append(TopKLogitsWarper(top_k=config.top_k, min_tokens_to_keep=1))
             if config.top_p is not None and config.top_p < 1.0:
-                processors.append(TopPLogitsWarper(top_p=config.top_p, min_tokens_to_keep=1))
-        return processors
+                warpers.append(TopPLogitsWarper(top_p=config.top_p, min_tokens_to_keep=1))
+        return suppress, warpers
 
-    @staticmethod
-    def _choose(processors, sequence, logits, greedy: bool):
-        import torch
-
-        scores = processors(sequence, logits)
-        if greedy:
-            return torch.argmax(scores, dim=-1)
-        return torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
-
-    def _bucket(self, length: int) -> _Bucket:
-        if length not in self._buckets:
+    def _bucket(self, length: int, size: int = 1) -> _Bucket:
+        if (length, size) not in self._buckets:
             import torch
             from transformers import StaticCache
 
             bucket = _Bucket(cache=StaticCache(config=self.model.config, max_cache_len=length),
-                             mask=torch.zeros(1, length, dtype=torch.long, device=self.model.device),
+                             mask=torch.zeros(size, length, dtype=torch.long, device=self.model.device),
                              step=None, compiled=False)
             bucket.step = _eager_step(self.model, bucket)
             if self.compile and self.compile_failed is None:
                 mode = "reduce-overhead" if self.model.device.type == "cuda" else "default"
                 bucket.step, bucket.compiled = torch.compile(bucket.step, mode=mode, dynamic=False), True
-            self._buckets[length] = bucket
-        return self._buckets[length]
+            self._buckets[length, size] = bucket
+        return self._buckets[length, size]
 
     def _step(self, bucket: _Bucket, token, position, cache_position):
         """Logits for the next token; the first call of a compiled step compiles it (timed), and

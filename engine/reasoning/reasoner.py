@@ -8,16 +8,19 @@
         elif isinstance(event, Answer): print(event.label, event.scores)   # after the reasoning
         elif isinstance(event, Done): print(event.tok_per_s)               # timing, last
 
-The prompt is the released model's, byte for byte (engine.reasoning.prompts). Generation runs in a worker
-thread feeding a queue of token ids (no per-token re-decoding of the whole text: decoding is
-incremental, so streaming costs what plain `generate` costs). The audio, image and video
-placeholder tokens can never be sampled.
+The prompt is the released model's, byte for byte (engine.reasoning.prompts). The model runs on
+one thread, the scheduler (engine.reasoning.scheduler), which serves requests in arrival order
+and, with the engine's own decode loop, several at once (`max_batch`, micro-batches); each
+caller's stream decodes its tokens incrementally (no per-token re-decoding of the whole text).
+The audio, image and video placeholder tokens can never be sampled.
 
-Concurrency: one generation at a time per Reasoner (a lock). A second caller waits for the lock,
-up to `wait_s` seconds (None: as long as it takes), then gets `ReasonerBusy`; the app runs its
-own bounded queue in front. Cancelling: set the `stop` event, or simply stop iterating (close
-the generator): generation ends at the next token and the lock is released. An exception inside
-generation reaches the caller as `GenerationError`; a dead worker never leaves it waiting.
+Concurrency: any number of callers may stream at once. A caller waits in line until its request
+is admitted to a batch, up to `wait_s` seconds (None: as long as it takes), then gets
+`ReasonerBusy`; with `queued=True` it sees its place in line as `Queued(position)` events
+meanwhile. Cancelling: set the `stop` event, or simply stop iterating (close the generator): a
+waiting request leaves the line, a running one ends at its next token and the others in its batch
+go on. An exception inside generation reaches every caller of that batch as `GenerationError`; a
+dead scheduler never leaves a caller waiting.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from engine.audio import SAMPLE_RATE_HZ, Clip
@@ -35,13 +38,18 @@ from engine.reasoning.decoder import Decoder
 from engine.reasoning.options import GenerationOptions
 from engine.reasoning.parse import StreamParser
 from engine.reasoning.prompts import build_messages
-from engine.reasoning.scores import score_labels
+from engine.reasoning.scheduler import Finished, Request, Scheduler
 
 if TYPE_CHECKING:
     from engine.reasoning.model import LoadedModel
 
-POLL_S = 0.25  # how often a waiting consumer checks that the worker is alive
+POLL_S = 0.25  # how often a waiting caller checks its place in line and that the model lives
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Queued:
+    position: int  # 1 = the next request the model will serve
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,8 @@ class Done:
     token_ids: tuple[int, ...] = ()  # the generated token ids, special tokens included
     decoder: str = "generate"  # "compiled", "static" (the engine's loop, eager) or "generate"
     compile_s: float = 0.0  # of ttft_s and the decode time, seconds spent compiling
+    batch: int = 1  # requests that shared this one's batch (itself included)
+    queued_s: float = 0.0  # of ttft_s, seconds spent waiting in line
 
 
 ReasoningEvent = TextDelta | Answer | Done  # what Reasoner.stream yields
@@ -87,30 +97,19 @@ class GenerationError(RuntimeError):
     """Generation failed inside the worker; the original exception is the __cause__."""
 
 
-@dataclass
-class _Worker:
-    thread: threading.Thread
-    tokens: queue.Queue = field(default_factory=queue.Queue)
-    cancel: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
-    path: str = "generate"  # how it decodes: "compiled", "static" (eager) or "generate"
-    compile_s: float = 0.0  # time this call spent compiling the decode step
-
-
-_END = object()
-
-
 class Reasoner:
     """Streams the thinker's reasoning about a clip; see the module docstring."""
 
     def __init__(self, loaded: LoadedModel, *, audio_prefix: bool = True,
-                 compile: bool | None = None, static_cache: bool | None = None) -> None:
+                 compile: bool | None = None, static_cache: bool | None = None,
+                 max_batch: int = 8) -> None:
         """How it decodes (the same tokens every way): `static_cache` chooses the engine's own
         loop (engine.reasoning.decoder) over transformers' `generate`, and `compile` compiles
         that loop's step. By default both are on with CUDA and off elsewhere: the compiled step
         is what makes a GPU fast, while on a CPU the static cache's full-bucket attention costs
         more than it saves (bench/reasoning.py --deep: eager loop 95 tok/s, generate 139,
-        compiled 153) and a compile takes longer than most single clips."""
+        compiled 153) and a compile takes longer than most single clips. `max_batch`: how many
+        requests may decode together (the engine's loop only; `generate` serves one at a time)."""
         self.loaded = loaded
         self.model, self.processor = loaded.model, loaded.processor
         self.tokenizer = self.processor.tokenizer
@@ -121,7 +120,7 @@ class Reasoner:
         if static_cache is None:
             static_cache = compile
         self.decoder = Decoder(self.model, self.tokenizer, compile=compile) if static_cache else None
-        self._lock = threading.Lock()
+        self.scheduler = Scheduler(self.model, self.processor, self.prompt, self.decoder, max_batch)
 
     def inputs(self, clip: Clip):
         """The prompt's model inputs for `clip`, on the model's device."""
@@ -129,65 +128,100 @@ class Reasoner:
         device = self.model.device
         return batch.to(device)
 
+    def waiting(self) -> int:
+        """Requests in line for the model (not yet admitted to a batch)."""
+        return self.scheduler.waiting()
+
+    def busy(self) -> bool:
+        """The model is serving a batch, or requests wait for one."""
+        return self.scheduler.busy()
+
     def stream(self, clip: Clip, options: GenerationOptions | None = None, *,
                stop: threading.Event | None = None, score: bool = True,
-               wait_s: float | None = None, **fields: Any) -> Iterator[ReasoningEvent]:
-        """Yield TextDelta events as the model writes, then an Answer, then Done. `options`
-        (default: greedy, 2048 tokens) says how to generate; keyword `fields` override single
-        options (`stream(clip, max_new_tokens=256)`). See the module docstring for stopping and
+               wait_s: float | None = None, queued: bool = False,
+               **fields: Any) -> Iterator[Queued | ReasoningEvent]:
+        """Yield TextDelta events as the model writes, then an Answer, then Done (and first,
+        with `queued`, Queued(position) while waiting in line). `options` (default: greedy,
+        2048 tokens) says how to generate; keyword `fields` override single options
+        (`stream(clip, max_new_tokens=256)`). See the module docstring for stopping and
         concurrency."""
-        options = replace(options or GenerationOptions(), **fields)
-        t_call = time.perf_counter()
-        if not self._lock.acquire(timeout=-1 if wait_s is None else wait_s):
-            raise ReasonerBusy(f"the model is busy with another clip (waited {wait_s:g} s)")
-        worker = None
+        request = self.submit(clip, options, stop=stop, score=score, **fields)
         try:
-            inputs = self.inputs(clip)
-            worker = self._start(inputs, options, stop)
-            parser, decoder = StreamParser(), _IncrementalDecoder(self.tokenizer)
-            ids: list[int] = []
-            t_first = t_last = None
-            for batch in self._tokens(worker):  # all the tokens that arrived since the last look
-                t_last = time.perf_counter()
-                t_first = t_first or t_last
-                ids.extend(batch)
-                for segment in parser.feed(decoder.push(batch)):
-                    yield TextDelta(segment.kind, segment.text)
-            for segment in parser.feed(decoder.flush()) + parser.finish():
-                yield TextDelta(segment.kind, segment.text)
-            parsed = parser.result()
-            t_score = time.perf_counter()
-            scores = (score_labels(self.model, inputs, decoder.text, self.tokenizer)
-                      if score else None)
-            score_s = time.perf_counter() - t_score if score else 0.0
-            probs = scores.probs if scores else {}
-            yield Answer(label=parsed.label, raw=parsed.answer, scores=probs,
-                         scored_label=max(probs, key=probs.get) if probs else None,
-                         forced=bool(scores and scores.forced), format_ok=parsed.format_ok,
-                         think=parsed.think)
-            n = len(ids)
-            eos = set(_as_list(self.model.generation_config.eos_token_id))
-            reason = ("stopped" if worker.cancel.is_set() or (stop and stop.is_set()) else
-                      "eos" if ids and ids[-1] in eos else "length")
-            decode_s = (t_last - t_first) if n > 1 else 0.0
-            audio_tokens = int((inputs["input_ids"] == self.model.config.audio_token_index).sum())
-            yield Done(ttft_s=(t_first or time.perf_counter()) - t_call, n_tokens=n,
-                       tok_per_s=(n - 1) / decode_s if decode_s > 0 else 0.0, stop_reason=reason,
-                       total_s=time.perf_counter() - t_call,
-                       prompt_tokens=int(inputs["input_ids"].shape[1]), audio_tokens=audio_tokens,
-                       score_s=score_s, token_ids=tuple(ids), decoder=worker.path,
-                       compile_s=worker.compile_s)
+            yield from self.events(request, wait_s=wait_s, queued=queued)
         finally:
-            if worker is not None:
-                worker.cancel.set()  # a consumer that stopped iterating stops the generation
-                worker.thread.join()
-            self._lock.release()
+            self.release(request)
+
+    def submit(self, clip: Clip, options: GenerationOptions | None = None, *,
+               stop: threading.Event | None = None, score: bool = True, **fields: Any) -> Request:
+        """Join the line now; `events(request)` then streams it, and `release(request)` must
+        follow (stream() does all three). For callers that must join atomically with a check
+        of their own, like the app's bounded line."""
+        options = replace(options or GenerationOptions(), **fields)
+        t_call = time.perf_counter()  # the time to first token counts the audio features too
+        request = Request(self.inputs(clip), clip.samples, options, stop, score, t_submit=t_call)
+        self.scheduler.submit(request)
+        return request
+
+    def release(self, request: Request) -> None:
+        """The caller is done with `request`: out of the line, or its generation ends."""
+        request.cancel.set()
+        self.scheduler.withdraw(request)
+
+    def events(self, request: Request, *, wait_s: float | None = None,
+               queued: bool = False) -> Iterator[Queued | ReasoningEvent]:
+        """The events of a submitted request (see stream)."""
+        stop, t_call = request.stop, request.t_submit
+        last = None
+        while not request.admitted.wait(POLL_S):
+            if stop is not None and stop.is_set():
+                return  # left the line without running
+            if wait_s is not None and time.perf_counter() - t_call > wait_s:
+                raise ReasonerBusy(f"the model is busy with other clips (waited {wait_s:g} s)")
+            if not self.scheduler.alive:
+                raise GenerationError("the model's scheduler died without a word")
+            position = self.scheduler.position(request)
+            if queued and position is not None and position != last:
+                last = position
+                yield Queued(position)
+        parser, decoder = StreamParser(), _IncrementalDecoder(self.tokenizer)
+        ids: list[int] = []
+        t_first = t_last = None
+        for batch in self._tokens(request):  # all the tokens that arrived since the last look
+            t_last = time.perf_counter()
+            t_first = t_first or t_last
+            ids.extend(batch)
+            for segment in parser.feed(decoder.push(batch)):
+                yield TextDelta(segment.kind, segment.text)
+        finished: Finished = request.out.get()
+        for segment in parser.feed(decoder.flush()) + parser.finish():
+            yield TextDelta(segment.kind, segment.text)
+        parsed = parser.result()
+        scores = finished.scores
+        probs = scores.probs if scores else {}
+        yield Answer(label=parsed.label, raw=parsed.answer, scores=probs,
+                     scored_label=max(probs, key=probs.get) if probs else None,
+                     forced=bool(scores and scores.forced), format_ok=parsed.format_ok,
+                     think=parsed.think)
+        n = len(ids)
+        eos = set(_as_list(self.model.generation_config.eos_token_id))
+        reason = ("stopped" if stop is not None and stop.is_set() else
+                  "eos" if ids and ids[-1] in eos else "length")
+        decode_s = (t_last - t_first) if n > 1 else 0.0
+        inputs = request.inputs
+        audio_tokens = int((inputs["input_ids"] == self.model.config.audio_token_index).sum())
+        yield Done(ttft_s=(t_first or time.perf_counter()) - t_call, n_tokens=n,
+                   tok_per_s=(n - 1) / decode_s if decode_s > 0 else 0.0, stop_reason=reason,
+                   total_s=time.perf_counter() - t_call,
+                   prompt_tokens=int(inputs["input_ids"].shape[1]), audio_tokens=audio_tokens,
+                   score_s=finished.score_s, token_ids=tuple(ids), decoder=finished.path,
+                   compile_s=finished.compile_s, batch=finished.batch,
+                   queued_s=request.t_admitted - t_call)
 
     def warmup(self, seconds: float = 1.0, max_new_tokens: int = 4,
                budgets: tuple[int, ...] = ()) -> float:
         """Run one short generation so that first-call costs (allocations, kernels) are paid at
         load time, and compile the decode step for a 10 s clip with each token budget in
-        `budgets` (when compiling); returns the wall time in seconds."""
+        `budgets` (when compiling), alone and as a full batch; returns the wall time in seconds."""
         import numpy as np
 
         from engine.audio import from_array
@@ -200,77 +234,36 @@ class Reasoner:
         if budgets and self.decoder and self.decoder.compile:
             ten_s = from_array(harmonic(150.0, 10.0).astype(np.float32), SAMPLE_RATE_HZ)
             prompt_tokens = self.inputs(ten_s)["input_ids"].shape[1]
-            with self._lock:
+            with self.scheduler.model_lock:
                 for budget in budgets:
-                    self.decoder.warmup(prompt_tokens, budget)
+                    for batch in sorted({1, self.scheduler.max_batch}):
+                        self.decoder.warmup(prompt_tokens, budget, batch)
         return time.perf_counter() - t0
 
-    def _start(self, inputs, options: GenerationOptions, stop: threading.Event | None) -> _Worker:
-        from transformers.generation.streamers import BaseStreamer
-
-        def run() -> None:
-            events = [e for e in (worker.cancel, stop) if e is not None]
-            try:
-                why_not = self.decoder.unsupported(inputs, options) if self.decoder else "chosen"
-                if why_not is None:
-                    compile_before = self.decoder.compile_s
-                    worker.path = "compiled" if self.decoder.compile and not self.decoder.compile_failed \
-                        else "static"
-                    self.decoder.decode(inputs, options, stop=events, emit=worker.tokens.put)
-                    worker.compile_s = self.decoder.compile_s - compile_before
-                    if self.decoder.compile_failed:
-                        worker.path = "static"
-                else:
-                    logger.info("decoding with generate: %s", why_not)
-                    options.generate(self.model, self.tokenizer, inputs, streamer=streamer, stop=events)
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-                logger.exception("generation failed")
-                worker.error = exc
-            finally:
-                worker.tokens.put(_END)
-
-        class Streamer(BaseStreamer):
-            prompt_seen = False
-
-            def put(self, value):
-                if not self.prompt_seen:  # generate() first pushes the prompt
-                    self.prompt_seen = True
-                    return
-                for token in value.reshape(-1).tolist():
-                    worker.tokens.put(token)
-
-            def end(self):
-                pass
-
-        streamer = Streamer()
-        worker = _Worker(thread=threading.Thread(target=run, name="emotionthinker-generate",
-                                                 daemon=True))
-        worker.thread.start()
-        return worker
-
-    @staticmethod
-    def _tokens(worker: _Worker) -> Iterator[list[int]]:
+    def _tokens(self, request: Request) -> Iterator[list[int]]:
         """Lists of token ids: everything queued at each look, so that a consumer which falls
-        behind decodes several tokens at once instead of competing with the worker per token."""
+        behind decodes several tokens at once instead of competing with the model per token.
+        Stops before the request's Finished, which it leaves in the queue; raises its error."""
         while True:
             try:
-                items = [worker.tokens.get(timeout=POLL_S)]
+                items = [request.out.get(timeout=POLL_S)]
             except queue.Empty:
-                if not worker.thread.is_alive() and worker.tokens.empty():
-                    raise GenerationError("the generation worker died without a word") from None
+                if not self.scheduler.alive:
+                    raise GenerationError("the model's scheduler died without a word") from None
                 continue
-            while True:
+            while not isinstance(items[-1], Finished):
                 try:
-                    items.append(worker.tokens.get_nowait())
+                    items.append(request.out.get_nowait())
                 except queue.Empty:
                     break
-            ended = items[-1] is _END
-            tokens = [i for i in items if i is not _END]
+            tokens = [t for item in items if not isinstance(item, Finished) for t in item]
             if tokens:
                 yield tokens
-            if ended:
-                if worker.error is not None:
-                    raise GenerationError(f"generation failed: {worker.error}") from worker.error
+            if isinstance(items[-1], Finished):
+                finished = items[-1]
+                if finished.error is not None:
+                    raise GenerationError(f"generation failed: {finished.error}") from finished.error
+                request.out.put(finished)
                 return
 
 

@@ -1,0 +1,226 @@
+"""Who runs on the model, and when: one thread serves every reasoning request, in micro-batches.
+
+    scheduler = Scheduler(model, processor, prompt, decoder, max_batch=8)
+    scheduler.submit(request)      # a Request: the clip's inputs, options, stop, an output queue
+    ...                            # request.out receives lists of token ids, then one Finished
+
+Requests wait in arrival order. Whenever the model is free, the scheduler takes the first one
+and, when the engine's own decode loop can serve it (engine.reasoning.decoder), up to
+`max_batch` - 1 more behind it whose prompts and token budgets fit the same cache bucket; they
+are prefilled together (left-padded) and decode in lockstep, each ending on its own (end of
+sequence, its budget, its Stop or its client leaving) without disturbing the others. Requests
+that arrive meanwhile wait for the next batch (micro-batching: a batch's rows are fixed once it
+starts, because the static cache advances all rows at one position). A request the loop cannot
+serve runs alone through transformers' `generate`.
+
+Everything that touches the model happens on this thread, label scoring included: a row's nine
+label scores are computed as soon as the row ends, between two decode steps of the others. So no
+two threads ever run the model at once, and the model's own mutable state (Qwen2.5-Omni keeps
+its rotary `rope_deltas` on the module) cannot be raced.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engine.reasoning.decoder import Decoder, Row
+from engine.reasoning.options import GenerationOptions
+from engine.reasoning.scores import LabelScores, score_labels
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The last item a request's queue receives."""
+
+    path: str  # how it was decoded: "compiled", "static" (the engine's loop, eager), "generate"
+    batch: int  # how many requests shared its batch
+    compile_s: float  # seconds its batch spent compiling the decode step
+    scores: LabelScores | None  # the nine label scores (None when not asked for, or on error)
+    score_s: float  # seconds spent scoring
+    error: BaseException | None = None  # what went wrong inside, if anything
+
+
+@dataclass(eq=False)
+class Request:
+    """One clip's reasoning, as the scheduler sees it."""
+
+    inputs: Any  # the prompt's BatchFeature for this clip alone, on the model's device
+    samples: np.ndarray  # the clip (16 kHz), to build a batch's inputs with the others
+    options: GenerationOptions
+    stop: threading.Event | None  # the user's Stop
+    score: bool  # compute the nine label scores when it ends
+    out: queue.Queue = field(default_factory=queue.Queue)  # lists of token ids, then a Finished
+    cancel: threading.Event = field(default_factory=threading.Event)  # the caller went away
+    admitted: threading.Event = field(default_factory=threading.Event)  # it left the line
+    tokens: list[int] = field(default_factory=list)  # what it generated so far
+    t_submit: float = field(default_factory=time.perf_counter)  # when it joined the line
+    t_admitted: float | None = None  # when it left the line for a batch
+
+    @property
+    def stops(self) -> tuple[threading.Event, ...]:
+        return tuple(e for e in (self.cancel, self.stop) if e is not None)
+
+
+class Scheduler:
+    """The one thread that runs the model (see the module docstring)."""
+
+    def __init__(self, model, processor, prompt: str, decoder: Decoder | None, max_batch: int = 1) -> None:
+        self.model, self.processor, self.prompt = model, processor, prompt
+        self.tokenizer = processor.tokenizer
+        self.decoder = decoder
+        self.max_batch = max(1, max_batch) if decoder is not None else 1
+        self.model_lock = threading.Lock()  # held while a batch runs; warm-ups take it too
+        self._pending: deque[Request] = deque()
+        self._cond = threading.Condition()
+        self._running = 0  # requests in the batch on the model now
+        self._thread = threading.Thread(target=self._serve, name="emotionthinker-scheduler", daemon=True)
+        self._thread.start()
+
+    # --- the line --------------------------------------------------------------------------------
+
+    def submit(self, request: Request) -> None:
+        with self._cond:
+            self._pending.append(request)
+            self._cond.notify()
+
+    def withdraw(self, request: Request) -> bool:
+        """Take a request out of the line (True), unless it was already admitted (False)."""
+        with self._cond:
+            if request in self._pending:
+                self._pending.remove(request)
+                return True
+            return False
+
+    def position(self, request: Request) -> int | None:
+        """1 for the next request to be served, 2 for the one after ... (None: not waiting)."""
+        with self._cond:
+            return self._pending.index(request) + 1 if request in self._pending else None
+
+    def waiting(self) -> int:
+        """Requests in line, not yet admitted to a batch."""
+        with self._cond:
+            return len(self._pending)
+
+    def busy(self) -> bool:
+        """A batch is on the model, or requests are waiting for one."""
+        with self._cond:
+            return self._running > 0 or bool(self._pending)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # --- the thread ------------------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending:
+                    self._cond.wait()
+            with self.model_lock:  # while a warm-up holds the model, arrivals gather into one batch
+                with self._cond:
+                    if not self._pending:  # all who waited left the line
+                        continue
+                    batch = self._take()
+                    self._running = len(batch)
+                for request in batch:
+                    request.t_admitted = time.perf_counter()
+                    request.admitted.set()
+                try:
+                    self._run(batch)
+                except BaseException as exc:  # noqa: BLE001 - every caller hears of it; the thread lives on
+                    logger.exception("generation failed")
+                    for request in batch:
+                        request.out.put(Finished("generate", len(batch), 0.0, None, 0.0, error=exc))
+                finally:
+                    with self._cond:
+                        self._running = 0
+
+    def _take(self) -> list[Request]:
+        """The next batch: the first request in line, and (when the decode loop serves it) the
+        ones right behind it that fit the same bucket, in arrival order. Call with the lock."""
+        first = self._pending.popleft()
+        batch = [first]
+        if self.decoder is None or self.decoder.unsupported(first.inputs, first.options):
+            return batch
+        while self._pending and len(batch) < self.max_batch:
+            nxt = self._pending[0]
+            prompt = max(r.inputs["input_ids"].shape[1] for r in batch + [nxt])
+            budget = max(r.options.max_new_tokens for r in batch + [nxt])
+            if self.decoder.unsupported(nxt.inputs, nxt.options) or self.decoder.bucket_for(prompt, budget) is None:
+                break
+            batch.append(self._pending.popleft())
+        return batch
+
+    def _run(self, batch: list[Request]) -> None:
+        if self.decoder is not None and not self.decoder.unsupported(batch[0].inputs, batch[0].options):
+            self._decode(batch)
+        else:
+            self._generate(batch[0])
+
+    def _decode(self, batch: list[Request]) -> None:
+        decoder = self.decoder
+        path = "compiled" if decoder.compile and not decoder.compile_failed else "static"
+        compile_before = decoder.compile_s
+        if len(batch) == 1:
+            inputs = batch[0].inputs
+        else:
+            inputs = self.processor(text=[self.prompt] * len(batch), audio=[r.samples for r in batch],
+                                    padding=True, padding_side="left").to(self.model.device)
+
+        def row(request: Request) -> Row:
+            def emit(token: int) -> None:
+                request.tokens.append(token)
+                request.out.put([token])
+
+            def end() -> None:  # between two steps of the others: score, then tell the caller
+                self._finish(request, path if not decoder.compile_failed else "static", len(batch),
+                             decoder.compile_s - compile_before)
+
+            return Row(request.options, emit, request.stops, on_end=end)
+
+        decoder.decode_batch(inputs, [row(r) for r in batch])
+
+    def _generate(self, request: Request) -> None:
+        """One request through transformers' generate, streaming its tokens."""
+        from transformers.generation.streamers import BaseStreamer
+
+        class Streamer(BaseStreamer):
+            prompt_seen = False
+
+            def put(self, value):
+                if not self.prompt_seen:  # generate() first pushes the prompt
+                    self.prompt_seen = True
+                    return
+                tokens = value.reshape(-1).tolist()
+                request.tokens.extend(tokens)
+                request.out.put(tokens)
+
+            def end(self):
+                pass
+
+        if self.decoder is not None:
+            logger.info("decoding with generate: %s",
+                        self.decoder.unsupported(request.inputs, request.options))
+        request.options.generate(self.model, self.tokenizer, request.inputs, streamer=Streamer(),
+                                 stop=list(request.stops))
+        self._finish(request, "generate", 1, 0.0)
+
+    def _finish(self, request: Request, path: str, batch: int, compile_s: float) -> None:
+        t0 = time.perf_counter()
+        scores = None
+        if request.score and not request.cancel.is_set():  # nobody waits for a cancelled one
+            text = self.tokenizer.decode(request.tokens, skip_special_tokens=True)
+            scores = score_labels(self.model, request.inputs, text, self.tokenizer)
+        request.out.put(Finished(path, batch, compile_s, scores, time.perf_counter() - t0))
+
