@@ -76,12 +76,13 @@ class ModelService:
         if self.reasoner is None:
             raise RuntimeError(f"the model is {self.state}: {self.message}")
         reasoner = self.reasoner
+        request = reasoner.prepare(clip, options, stop=stop, **fields)  # features: outside the lock
         with self._count:  # the check and the joining are one step for concurrent arrivals
             waiting = reasoner.waiting()
             if reasoner.busy() and waiting >= self.queue_size:
                 raise Busy(f"the model is busy ({waiting} requests are waiting); "
                            "try again in a minute")
-            request = reasoner.submit(clip, options, stop=stop, **fields)
+            reasoner.enqueue(request)
         try:
             for event in reasoner.events(request, queued=True):
                 yield Waiting(event.position) if isinstance(event, Queued) else event

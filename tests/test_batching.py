@@ -3,6 +3,7 @@ decode together, each exactly as it would alone, each ending on its own; the lin
 order and tells each request its own place."""
 
 import threading
+import time
 
 import pytest
 
@@ -75,7 +76,8 @@ def test_one_rows_stop_ends_only_that_row(batching, solo):
 
 def test_a_client_that_leaves_frees_its_row_and_the_others_go_on(batching, solo):
     blocker, blocker_events = hold_the_model(batching)
-    requests = [batching.submit(clip_of(f0, s), max_new_tokens=40, score=False) for f0, s in CLIPS]
+    requests = [batching.submit(clip_of(f0, s), max_new_tokens=3000 if i == 1 else 40, score=False)
+                for i, (f0, s) in enumerate(CLIPS)]  # the leaving one could run long
     batching.release(blocker)
     list(blocker_events)
     leaving = batching.events(requests[1])
@@ -85,7 +87,7 @@ def test_a_client_that_leaves_frees_its_row_and_the_others_go_on(batching, solo)
     others = {i: list(batching.events(requests[i]))[-1] for i in (0, 2, 3)}
     for i, done in others.items():
         assert done.token_ids == solo[CLIPS[i]]
-    assert len(requests[1].tokens) < 40  # its row stopped early
+    assert len(requests[1].tokens) < 3000 and requests[1].finished  # its row ended early
     after = list(batching.stream(clip_of(160, 2.0), max_new_tokens=40, score=False))[-1]
     assert after.token_ids == solo[160, 2.0] and after.batch == 1  # the model is free again
 
@@ -120,3 +122,100 @@ def test_a_request_that_leaves_the_line_moves_the_others_up(tiny_model):
         assert list(reasoner.events(r))[-1].n_tokens == 2
         reasoner.release(r)
     assert not reasoner.busy()
+
+
+def test_a_batch_computes_each_rows_logits_as_alone(batching):
+    """Every decode step of three clips of different lengths batched (left-padded, padded to 4
+    rows) gives each row the logits of its solo run: positions, masks and padding rows right."""
+    from engine.reasoning.decoder import Row
+    from engine.reasoning.options import GenerationOptions
+
+    model = batching.model
+    clips = [clip_of(160, 1.0), clip_of(120, 6.0), clip_of(220, 3.0)]
+    seen = []
+    hook = model.lm_head.register_forward_hook(lambda m, a, out: seen.append(out.detach().float()))
+    try:
+        solo = []
+        for clip in clips:
+            seen.clear()
+            batching.decoder.decode(batching.inputs(clip), GenerationOptions(max_new_tokens=6),
+                                    emit=lambda t: None)
+            solo.append([out[0, -1] if out.dim() == 3 else out[0] for out in seen])
+        seen.clear()
+        inputs = batching.processor(text=[batching.prompt] * 3, audio=[c.samples for c in clips],
+                                    padding=True, padding_side="left").to(model.device)
+        batching.decoder.decode_batch(inputs, [Row(GenerationOptions(max_new_tokens=6), lambda t: None)
+                                               for _ in clips], pad_to=4)
+    finally:
+        hook.remove()
+    for i in range(3):
+        batched = [out[i, -1] if out.dim() == 3 else out[i] for out in seen]
+        assert len(batched) == len(solo[i]) == 6
+        for a, b in zip(solo[i], batched):
+            assert (a - b).abs().max() < 1e-4  # a misplaced position gives ~3e-3 here
+
+
+def test_rows_with_their_own_budgets_and_sampling_share_a_batch(batching, solo):
+    from engine.reasoning.options import GenerationOptions
+
+    sampled = GenerationOptions(max_new_tokens=30, temperature=1.2, top_p=0.9, seed=5)
+    alone = list(batching.stream(clip_of(180, 6.0), sampled, score=False))[-1].token_ids
+    blocker, blocker_events = hold_the_model(batching)
+    short = batching.submit(clip_of(160, 2.0), max_new_tokens=7, score=False)
+    greedy = batching.submit(clip_of(120, 4.0), max_new_tokens=40, score=False)
+    sampling = batching.submit(clip_of(180, 6.0), sampled, score=False)
+    batching.release(blocker)
+    list(blocker_events)
+    dones = {name: list(batching.events(r))[-1] for name, r in
+             (("short", short), ("greedy", greedy), ("sampling", sampling))}
+    for r in (short, greedy, sampling):
+        batching.release(r)
+    assert {d.batch for d in dones.values()} == {3}
+    assert dones["short"].token_ids == solo[160, 2.0][:7]
+    assert dones["greedy"].token_ids == solo[120, 4.0]
+    assert dones["sampling"].token_ids == alone  # its own generator: the others do not move it
+
+
+def test_one_rows_failure_is_its_own(batching, monkeypatch):
+    """Scoring one row fails: its caller hears why, the others get their scores."""
+    import engine.reasoning.scheduler as scheduler
+    from engine.reasoning.reasoner import GenerationError
+
+    real = scheduler.score_labels
+    victim = {}
+
+    def flaky(model, inputs, text, tokenizer):
+        if inputs is victim["inputs"]:
+            raise RuntimeError("scoring broke (injected)")
+        return real(model, inputs, text, tokenizer)
+
+    monkeypatch.setattr(scheduler, "score_labels", flaky)
+    blocker, blocker_events = hold_the_model(batching)
+    requests = [batching.submit(clip_of(f0, s), max_new_tokens=5) for f0, s in CLIPS[:3]]
+    victim["inputs"] = requests[1].inputs
+    batching.release(blocker)
+    list(blocker_events)
+    with pytest.raises(GenerationError, match="scoring broke"):
+        list(batching.events(requests[1]))
+    for i in (0, 2):
+        events = list(batching.events(requests[i]))
+        assert len(events[-2].scores) == 9 and events[-1].batch == 3
+    for r in requests:
+        batching.release(r)
+
+
+def test_timings_are_when_tokens_were_made_not_when_read(batching):
+    request = batching.submit(clip_of(160, 2.0), max_new_tokens=30, score=False)
+    time.sleep(1.0)  # a caller that reads late
+    done = list(batching.events(request))[-1]
+    batching.release(request)
+    assert done.ttft_s < 0.8 and done.tok_per_s > 20 and done.queued_s < 0.5
+
+
+def test_a_batch_never_exceeds_the_widest_graph(tiny_model):
+    from engine.reasoning.decoder import BATCH_SIZES
+
+    wide = Reasoner(tiny_model, static_cache=True, max_batch=64)
+    assert wide.scheduler.max_batch == BATCH_SIZES[-1]
+    with pytest.raises(ValueError, match="max_batch"):
+        Reasoner(tiny_model, static_cache=True, max_batch=0)

@@ -154,7 +154,8 @@ def test_an_error_inside_generation_reaches_the_caller(reasoner, clip, monkeypat
 
 
 @pytest.mark.parametrize("bad", [{"max_new_tokens": 0}, {"temperature": -1.0},
-                                 {"temperature": float("nan")}, {"top_p": 0.0}, {"top_p": 1.5}])
+                                 {"temperature": float("nan")}, {"temperature": float("inf")},
+                                 {"top_p": 0.0}, {"top_p": 1.5}, {"seed": 2**64}, {"seed": -3}])
 def test_bad_options_are_refused_before_the_model_is_taken(reasoner, clip, bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         next(reasoner.stream(clip, **bad))

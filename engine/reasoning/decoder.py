@@ -118,24 +118,28 @@ class Decoder:
         self.decode_batch(inputs, [row])
         return row.n_tokens
 
-    def decode_batch(self, inputs, rows: list[Row]) -> None:
+    def decode_batch(self, inputs, rows: list[Row], pad_to: int | None = None) -> None:
         """Generate for several prompts at once (`inputs`: the processor's left-padded batch,
         one row per `rows` entry). Each row ends on its own (end of sequence, its token budget,
         its stop events) without disturbing the others; the batch ends with its last row. A
         greedy row writes what it would write alone; a sampled row draws from its own generator
-        (seeded with its seed), so it does not depend on the other rows either."""
+        (seeded with its seed), so it does not depend on the other rows either. The batch runs
+        `pad_to` rows wide when given (compiled: one graph for every batch size up to it), else
+        compiled at the next of BATCH_SIZES, eager at its own size."""
         import torch
 
         with torch.inference_mode():  # the cache's tensors are made, and so reset, in this mode
-            self._decode(inputs, rows)
+            self._decode(inputs, rows, pad_to)
 
-    def _decode(self, inputs, rows: list[Row]) -> None:
+    def _decode(self, inputs, rows: list[Row], pad_to: int | None) -> None:
         import torch
 
         model, ids = self.model, inputs["input_ids"]
         device, prompt = ids.device, ids.shape[1]
         real = len(rows)
-        size = next(b for b in BATCH_SIZES if b >= real)
+        size = (max(pad_to, real) if pad_to is not None else
+                next(b for b in BATCH_SIZES if b >= real) if self.compile and not self.compile_failed
+                else real)
         if size > real:  # pad the batch with copies of the first prompt, whose tokens go nowhere
             inputs = {k: torch.cat([v, v[:1].expand(size - real, *v.shape[1:])]) for k, v in inputs.items()}
             ids = inputs["input_ids"]
@@ -149,7 +153,10 @@ class Decoder:
         audio_lengths = inputs["feature_attention_mask"].sum(1) if "feature_attention_mask" in inputs else None
         positions, deltas = model.get_rope_index(input_ids=ids, attention_mask=inputs["attention_mask"],
                                                  audio_seqlens=audio_lengths)
-        deltas = deltas.reshape(-1).to(device)
+        # the next token of row b sits at (its real prompt tokens + n) + delta_b: a left-padded
+        # row's pads hold no position, so they come off its share of the cache position
+        pads = prompt - inputs["attention_mask"].sum(1)
+        deltas = deltas.reshape(-1).to(device) - pads.to(device)
         logits = model(**inputs, position_ids=positions, past_key_values=bucket.cache,
                        cache_position=torch.arange(prompt, device=device),
                        use_cache=True).logits[:, -1].float()
@@ -198,14 +205,14 @@ class Decoder:
 
     def warmup(self, prompt_tokens: int, max_new_tokens: int, batch: int = 1) -> float:
         """Compile (when compiling) and run once the step of the bucket that a prompt of this
-        length, this token budget and this many rows fall in, so that no user pays for it;
+        length and this token budget fall in, `batch` rows wide, so that no user pays for it;
         returns seconds."""
         import torch
 
         length = self.bucket_for(prompt_tokens, max_new_tokens)
         if length is None:
             return 0.0
-        size = next(b for b in BATCH_SIZES if b >= batch)
+        size = batch  # the width the caller will run (the scheduler: 1 or its max_batch)
         t0 = time.perf_counter()
         with torch.inference_mode():
             bucket = self._bucket(length, size)

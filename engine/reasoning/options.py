@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_MAX_NEW_TOKENS = 2048  # room for long reasoning (the released script cut it at 1024)
+MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,12 @@ class GenerationOptions:
     def __post_init__(self) -> None:
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be a whole number >= 1; got {self.max_new_tokens!r}")
-        if not self.temperature >= 0:  # also refuses NaN
-            raise ValueError(f"temperature must be >= 0 (0 is greedy); got {self.temperature!r}")
+        if not 0 <= self.temperature < float("inf"):  # also refuses NaN
+            raise ValueError(f"temperature must be >= 0 (0 is greedy) and finite; got {self.temperature!r}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1]; got {self.top_p!r}")
+        if self.seed is not None and not (isinstance(self.seed, int) and 0 <= self.seed <= MAX_SEED):
+            raise ValueError(f"seed must be a whole number from 0 to {MAX_SEED}; got {self.seed!r}")
 
     @property
     def greedy(self) -> bool:

@@ -154,13 +154,23 @@ class Reasoner:
     def submit(self, clip: Clip, options: GenerationOptions | None = None, *,
                stop: threading.Event | None = None, score: bool = True, **fields: Any) -> Request:
         """Join the line now; `events(request)` then streams it, and `release(request)` must
-        follow (stream() does all three). For callers that must join atomically with a check
-        of their own, like the app's bounded line."""
+        follow (stream() does all three)."""
+        request = self.prepare(clip, options, stop=stop, score=score, **fields)
+        self.enqueue(request)
+        return request
+
+    def prepare(self, clip: Clip, options: GenerationOptions | None = None, *,
+                stop: threading.Event | None = None, score: bool = True, **fields: Any) -> Request:
+        """A request with its audio features computed, not yet in line: for callers that join
+        in one step with a check of their own (the app's bounded line), via `enqueue`."""
         options = replace(options or GenerationOptions(), **fields)
         t_call = time.perf_counter()  # the time to first token counts the audio features too
-        request = Request(self.inputs(clip), clip.samples, options, stop, score, t_submit=t_call)
+        return Request(self.inputs(clip), clip.samples, options, stop, score, t_call=t_call)
+
+    def enqueue(self, request: Request) -> None:
+        """Put a prepared request in line."""
+        request.t_submit = time.perf_counter()
         self.scheduler.submit(request)
-        return request
 
     def release(self, request: Request) -> None:
         """The caller is done with `request`: out of the line, or its generation ends."""
@@ -170,12 +180,12 @@ class Reasoner:
     def events(self, request: Request, *, wait_s: float | None = None,
                queued: bool = False) -> Iterator[Queued | ReasoningEvent]:
         """The events of a submitted request (see stream)."""
-        stop, t_call = request.stop, request.t_submit
+        stop, t_call = request.stop, request.t_call
         last = None
         while not request.admitted.wait(POLL_S):
             if stop is not None and stop.is_set():
                 return  # left the line without running
-            if wait_s is not None and time.perf_counter() - t_call > wait_s:
+            if wait_s is not None and time.perf_counter() - request.t_submit > wait_s:
                 raise ReasonerBusy(f"the model is busy with other clips (waited {wait_s:g} s)")
             if not self.scheduler.alive:
                 raise GenerationError("the model's scheduler died without a word")
@@ -185,10 +195,7 @@ class Reasoner:
                 yield Queued(position)
         parser, decoder = StreamParser(), _IncrementalDecoder(self.tokenizer)
         ids: list[int] = []
-        t_first = t_last = None
         for batch in self._tokens(request):  # all the tokens that arrived since the last look
-            t_last = time.perf_counter()
-            t_first = t_first or t_last
             ids.extend(batch)
             for segment in parser.feed(decoder.push(batch)):
                 yield TextDelta(segment.kind, segment.text)
@@ -206,6 +213,7 @@ class Reasoner:
         eos = set(_as_list(self.model.generation_config.eos_token_id))
         reason = ("stopped" if stop is not None and stop.is_set() else
                   "eos" if ids and ids[-1] in eos else "length")
+        t_first, t_last = request.t_first, request.t_last  # when chosen, not when read
         decode_s = (t_last - t_first) if n > 1 else 0.0
         inputs = request.inputs
         audio_tokens = int((inputs["input_ids"] == self.model.config.audio_token_index).sum())
@@ -215,7 +223,7 @@ class Reasoner:
                    prompt_tokens=int(inputs["input_ids"].shape[1]), audio_tokens=audio_tokens,
                    score_s=finished.score_s, token_ids=tuple(ids), decoder=finished.path,
                    compile_s=finished.compile_s, batch=finished.batch,
-                   queued_s=request.t_admitted - t_call)
+                   queued_s=request.t_admitted - request.t_submit)
 
     def warmup(self, seconds: float = 1.0, max_new_tokens: int = 4,
                budgets: tuple[int, ...] = ()) -> float:

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.reasoning.decoder import Decoder, Row
+from engine.reasoning.decoder import BATCH_SIZES, Decoder, Row
 from engine.reasoning.options import GenerationOptions
 from engine.reasoning.scores import LabelScores, score_labels
 
@@ -63,8 +63,12 @@ class Request:
     cancel: threading.Event = field(default_factory=threading.Event)  # the caller went away
     admitted: threading.Event = field(default_factory=threading.Event)  # it left the line
     tokens: list[int] = field(default_factory=list)  # what it generated so far
+    t_call: float = field(default_factory=time.perf_counter)  # when it was asked for
     t_submit: float = field(default_factory=time.perf_counter)  # when it joined the line
     t_admitted: float | None = None  # when it left the line for a batch
+    t_first: float | None = None  # when its first token was chosen
+    t_last: float | None = None  # when its last token was chosen
+    finished: bool = False  # its Finished was sent
 
     @property
     def stops(self) -> tuple[threading.Event, ...]:
@@ -78,7 +82,9 @@ class Scheduler:
         self.model, self.processor, self.prompt = model, processor, prompt
         self.tokenizer = processor.tokenizer
         self.decoder = decoder
-        self.max_batch = max(1, max_batch) if decoder is not None else 1
+        if not 1 <= max_batch:
+            raise ValueError(f"max_batch must be at least 1; got {max_batch}")
+        self.max_batch = min(max_batch, BATCH_SIZES[-1]) if decoder is not None else 1
         self.model_lock = threading.Lock()  # held while a batch runs; warm-ups take it too
         self._pending: deque[Request] = deque()
         self._cond = threading.Condition()
@@ -128,20 +134,21 @@ class Scheduler:
                 while not self._pending:
                     self._cond.wait()
             with self.model_lock:  # while a warm-up holds the model, arrivals gather into one batch
-                with self._cond:
-                    if not self._pending:  # all who waited left the line
-                        continue
-                    batch = self._take()
-                    self._running = len(batch)
-                for request in batch:
-                    request.t_admitted = time.perf_counter()
-                    request.admitted.set()
+                batch: list[Request] = []
                 try:
+                    with self._cond:
+                        if not self._pending:  # all who waited left the line
+                            continue
+                        batch = self._take()
+                        self._running = len(batch)
+                    for request in batch:
+                        request.t_admitted = time.perf_counter()
+                        request.admitted.set()
                     self._run(batch)
                 except BaseException as exc:  # noqa: BLE001 - every caller hears of it; the thread lives on
                     logger.exception("generation failed")
-                    for request in batch:
-                        request.out.put(Finished("generate", len(batch), 0.0, None, 0.0, error=exc))
+                    for request in batch:  # those whose rows had not ended yet
+                        self._deliver(request, Finished("generate", len(batch), 0.0, None, 0.0, error=exc))
                 finally:
                     with self._cond:
                         self._running = 0
@@ -180,6 +187,8 @@ class Scheduler:
 
         def row(request: Request) -> Row:
             def emit(token: int) -> None:
+                request.t_last = time.perf_counter()
+                request.t_first = request.t_first or request.t_last
                 request.tokens.append(token)
                 request.out.put([token])
 
@@ -189,7 +198,10 @@ class Scheduler:
 
             return Row(request.options, emit, request.stops, on_end=end)
 
-        decoder.decode_batch(inputs, [row(r) for r in batch])
+        # compiled, a batch of 2 or more runs max_batch wide: one graph for all of them (a GPU
+        # decodes 8 rows in about the time of 2: each step reads the weights once for all rows)
+        wide = self.max_batch if decoder.compile and len(batch) > 1 else None
+        decoder.decode_batch(inputs, [row(r) for r in batch], pad_to=wide)
 
     def _generate(self, request: Request) -> None:
         """One request through transformers' generate, streaming its tokens."""
@@ -203,6 +215,8 @@ class Scheduler:
                     self.prompt_seen = True
                     return
                 tokens = value.reshape(-1).tolist()
+                request.t_last = time.perf_counter()
+                request.t_first = request.t_first or request.t_last
                 request.tokens.extend(tokens)
                 request.out.put(tokens)
 
@@ -217,10 +231,22 @@ class Scheduler:
         self._finish(request, "generate", 1, 0.0)
 
     def _finish(self, request: Request, path: str, batch: int, compile_s: float) -> None:
+        """A row ended: score it (a failure here is its own, not its batch's) and tell its caller."""
         t0 = time.perf_counter()
-        scores = None
+        scores, error = None, None
         if request.score and not request.cancel.is_set():  # nobody waits for a cancelled one
             text = self.tokenizer.decode(request.tokens, skip_special_tokens=True)
-            scores = score_labels(self.model, request.inputs, text, self.tokenizer)
-        request.out.put(Finished(path, batch, compile_s, scores, time.perf_counter() - t0))
+            try:
+                scores = score_labels(self.model, request.inputs, text, self.tokenizer)
+            except Exception as exc:  # noqa: BLE001 - this caller hears of it; the batch goes on
+                logger.exception("scoring the labels failed")
+                error = exc
+        self._deliver(request, Finished(path, batch, compile_s, scores, time.perf_counter() - t0, error))
+
+    @staticmethod
+    def _deliver(request: Request, finished: Finished) -> None:
+        """The one Finished a request gets (a second one, for a row that already ended, is dropped)."""
+        if not request.finished:
+            request.finished = True
+            request.out.put(finished)
 
