@@ -6,7 +6,7 @@
 | flag | environment | default |
 | --- | --- | --- |
 | --model | ET_MODEL | ddwang2000/EmotionThinker |
-| --quant | ET_QUANT | auto (nf4 on CUDA, fp32 on CPU) |
+| --quant | ET_QUANT | auto (nf4; on a CPU without bitsandbytes bf16 or fp32) |
 | --device | ET_DEVICE | auto (a CUDA GPU if there is one) |
 | --host | ET_HOST (or GRADIO_SERVER_NAME) | 127.0.0.1 |
 | --port | ET_PORT (or GRADIO_SERVER_PORT) | 7860 |

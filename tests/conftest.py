@@ -5,6 +5,15 @@ import pytest
 
 from engine.prosody import synth
 
+
+def pytest_configure(config):
+    """Quantised weights that the loader caches go to a temporary folder, not the home."""
+    import os
+    import tempfile
+
+    os.environ.setdefault("ET_QUANT_CACHE", tempfile.mkdtemp(prefix="et-quant-cache-"))
+
+
 SENTENCE = "She said the meeting would start at nine, but nobody came until ten."
 
 
@@ -27,10 +36,11 @@ def tiny_checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_checkpoint):
-    """The tiny checkpoint loaded through the users' loader (fp32 on the CPU)."""
+    """The tiny checkpoint loaded through the users' loader, in fp32 (the reference precision;
+    the CPU default is nf4)."""
     from engine.reasoning.model import load_model
 
-    return load_model(str(tiny_checkpoint))
+    return load_model(str(tiny_checkpoint), quant="fp32")
 
 
 @pytest.fixture(scope="session")

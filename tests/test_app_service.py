@@ -29,7 +29,7 @@ def test_loading_happens_in_the_background(tiny_checkpoint):
     assert time.perf_counter() - start < 0.5  # the page does not wait for the model
     assert s.status()[0] == "loading"
     assert s.wait_until_settled(120) == "ready"
-    assert "fp32" in s.status()[1] and "warm-up" in s.status()[1]
+    assert "nf4" in s.status()[1] and "warm-up" in s.status()[1]  # the CPU default too
     assert "generate()" in s.status()[1]  # the compiled decoder pays on CUDA only
 
 

@@ -114,7 +114,7 @@ def test_text_mode_streams_the_reasoning(files, tiny_checkpoint):
     done = run("analyze", "--model", tiny_checkpoint, "--max-new-tokens", "8", files / "rising.flac")
     assert done.returncode == 0, done.stderr
     assert "Reasoning:" in done.stdout and "Confidence:" in done.stdout and "Timing:" in done.stdout
-    assert "model:" in done.stderr and "fp32" in done.stderr
+    assert "model:" in done.stderr and "nf4" in done.stderr
 
 
 def test_a_model_that_cannot_load_is_an_error_before_any_file(files, tmp_path):

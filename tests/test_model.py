@@ -19,6 +19,9 @@ def test_full_omni_layout_loads_only_the_thinker(tiny_model, tiny_checkpoint):
     assert type(m).__name__ == "Qwen2_5OmniThinkerForConditionalGeneration"
     assert m.visual is None and not m.training
     assert tiny_model.quant == "fp32" and tiny_model.device == "cpu"
+    from engine.reasoning.model import default_quant
+
+    assert default_quant("cpu") == "nf4" and default_quant("cuda:0") == "nf4"  # bitsandbytes here
     # every thinker weight is the checkpoint's (no random init slipped in)
     index = json.loads((tiny_checkpoint / "model.safetensors.index.json").read_text())
     state = m.state_dict()
@@ -125,3 +128,42 @@ def test_download_progress_reaches_the_status_line():
     bar.update(1)
     bar.update(3)
     assert said == ["fetching org/model: 1 of 4 files", "fetching org/model: 4 of 4 files"]
+
+
+def test_cpu_quantised_weights_are_cached_and_reused(tiny_checkpoint, tmp_path, monkeypatch):
+    """Quantising the 7B on a CPU takes minutes: the result is kept, keyed by the checkpoint and
+    the settings, and the next load reads it; it reasons exactly as the fresh one."""
+    import os
+
+    from engine.audio import from_array
+    from engine.prosody import synth
+    from engine.reasoning.model import quantized_cache_dir
+    from engine.reasoning.reasoner import Done, Reasoner
+
+    monkeypatch.setenv("ET_QUANT_CACHE", str(tmp_path / "cache"))
+    clip = from_array(synth.harmonic(160, 2.0, syllable_hz=4.0), 16000)
+
+    def tokens(loaded):
+        return [e for e in Reasoner(loaded).stream(clip, max_new_tokens=16, score=False)
+                if isinstance(e, Done)][0].token_ids
+
+    said: list[str] = []
+    fresh = load_model(str(tiny_checkpoint), quant="nf4", device="cpu", progress=said.append)
+    assert any("caching the quantised weights" in m for m in said)
+    caches = list((tmp_path / "cache").iterdir())
+    assert len(caches) == 1 and (caches[0] / "config.json").exists()
+    said.clear()
+    again = load_model(str(tiny_checkpoint), quant="nf4", device="cpu", progress=said.append)
+    assert any("quantised earlier" in m for m in said)
+    assert tokens(again) == tokens(fresh)
+    dtype = str(next(p for p in fresh.model.parameters() if p.dtype.is_floating_point).dtype)
+    assert quantized_cache_dir(tiny_checkpoint, "nf4", True, dtype) != caches[0]  # other settings
+    shard = sorted(tiny_checkpoint.glob("*.safetensors"))[0]
+    stat = shard.stat()
+    os.utime(shard, (stat.st_atime, stat.st_mtime + 10))  # the checkpoint changed
+    try:
+        assert quantized_cache_dir(tiny_checkpoint, "nf4", False, dtype) != caches[0]
+    finally:
+        os.utime(shard, (stat.st_atime, stat.st_mtime))
+    monkeypatch.setenv("ET_QUANT_CACHE", "off")
+    assert quantized_cache_dir(tiny_checkpoint, "nf4", False, dtype) is None
