@@ -12,7 +12,7 @@ import numpy as np
 
 from app import figures, render
 from app.service import Busy, ModelService, Waiting
-from engine.audio import MIN_SECONDS, SAMPLE_RATE_HZ, AudioError, Clip, from_array, load_audio
+from engine.audio import MIN_SECONDS, SAMPLE_RATE_HZ, AudioError, Clip, from_array, load_audio, to_pcm16
 from engine.grounding import check
 from engine.prosody import ProsodyReport, analyze
 from engine.reasoning.options import GenerationOptions
@@ -66,8 +66,11 @@ class Handlers:
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
         fig = figures.overlay_figure([("original", report), ("changed", analyze(changed))])
-        audio = (changed.sample_rate_hz, np.clip(changed.samples, -1, 1))
-        return audio, fig
+        pcm, lowered_db = to_pcm16(changed.samples)
+        if lowered_db > 0:
+            gr.Warning(f"At {gain_db:+g} dB the changed clip would clip: it was lowered by "
+                       f"{lowered_db:.1f} dB to fit (a gain of {gain_db - lowered_db:+.1f} dB).")
+        return (changed.sample_rate_hz, pcm), fig
 
     def live_pitch(self, state, chunk):
         """The tuner: append a microphone chunk and redraw the last seconds' pitch."""
@@ -90,7 +93,7 @@ class Handlers:
         """Recording stopped: the whole take becomes the clip to analyse."""
         if state is None or len(state) < MIN_SECONDS * SAMPLE_RATE_HZ:
             return gr.skip(), None
-        return (SAMPLE_RATE_HZ, state), None
+        return (SAMPLE_RATE_HZ, to_pcm16(state)[0]), None  # at its level: floats get normalised
 
     # --- the model ------------------------------------------------------------------------
 

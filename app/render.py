@@ -37,7 +37,8 @@ def status_markdown(state: str, message: str) -> str:
 
 def reasoning_markdown(think: str, answer: str | None = None, waiting: int | None = None) -> str:
     if waiting is not None:
-        return f"_Waiting for the model: {waiting} request(s) in line…_"
+        return (f"_Waiting for the model: you are {_ordinal(waiting)} in line…_" if waiting > 1
+                else "_Waiting for the model: you are next…_")
     text = html.escape(think.strip()) or "_…_"
     if answer is not None:
         text += f"\n\n**Answer:** {html.escape(answer)}"
@@ -55,3 +56,8 @@ def claims_markdown(claims: list) -> str:
     share = (f"\n\n{sum(c.verdict == 'supported' for c in checked)} of {len(checked)} checkable "
              "claims agree with the measurements." if checked else "")
     return "\n".join(rows) + share
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"

@@ -30,6 +30,7 @@ MIN_SECONDS = 0.25  # shorter clips hold less than one syllable: nothing to meas
 MAX_SECONDS = 120.0  # default cap per clip (the app's --max-seconds); the model sees 25 tokens/s
 MAX_FILE_BYTES = 200 * 1024 * 1024  # 200 MiB: ~10 min of 48 kHz stereo 24-bit WAV; larger is refused
 CLIP_LEVEL = 0.999  # |sample| at or above this fraction of full scale counts as clipped
+FULL_SCALE_PEAK = 0.998  # the highest |sample| we write: under CLIP_LEVEL, so our output never reads as clipped
 CLIPPED_FRACTION = 1e-3  # a clip is flagged `clipped` when more than 0.1 % of its samples are
 SILENT_RMS_DBFS = -60.0  # below this RMS the clip is `silent` (16-bit noise floor is ~-101 dBFS)
 DBFS_FLOOR = -120.0  # level reported for digital silence instead of -inf
@@ -172,11 +173,28 @@ def resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     return soxr.resample(x, rate_in, rate_out, quality="HQ").astype(np.float32, copy=False)
 
 
-def write_wav(path: str | os.PathLike, clip: Clip) -> None:
-    """Write a clip as 16-bit PCM WAV (samples beyond full scale are clipped)."""
+def to_pcm16(samples: np.ndarray) -> tuple[np.ndarray, float]:
+    """16-bit PCM of float samples at their level, never clipped: a signal that would pass full
+    scale is lowered as a whole until its peak fits. Returns (int16 samples, dB it was lowered
+    by: 0.0 when it fitted). Hand this, not floats, to Gradio: it peak-normalises float audio,
+    which would undo every level change."""
+    x = np.asarray(samples, dtype=np.float64)
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    lowered_db = 0.0
+    if peak > FULL_SCALE_PEAK:
+        lowered_db = 20 * math.log10(peak / FULL_SCALE_PEAK)
+        x = x * (FULL_SCALE_PEAK / peak)
+    return np.round(x * 32767).astype(np.int16), lowered_db
+
+
+def write_wav(path: str | os.PathLike, clip: Clip) -> float:
+    """Write a clip as 16-bit PCM WAV (see `to_pcm16`); returns the dB it was lowered by to
+    fit full scale (0.0 normally)."""
     import soundfile as sf
 
-    sf.write(str(path), np.clip(clip.samples, -1.0, 1.0), clip.sample_rate_hz, subtype="PCM_16")
+    pcm, lowered_db = to_pcm16(clip.samples)
+    sf.write(str(path), pcm, clip.sample_rate_hz, subtype="PCM_16")
+    return lowered_db
 
 
 def _downmix(x: np.ndarray) -> np.ndarray:

@@ -165,11 +165,14 @@ def cmd_manipulate(args: argparse.Namespace) -> int:
         clip = load_audio(args.input, max_seconds=args.max_seconds)
         out = manipulate(clip, pitch_shift_st=args.pitch_shift, pitch_range=args.pitch_range,
                          tempo=args.tempo, gain_db=args.gain_db, tilt_st=args.tilt)
-        write_wav(args.output, out)
+        lowered_db = write_wav(args.output, out)
     except ValueError as exc:
         print(f"{args.input}: error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {args.output} ({out.duration_s:.2f} s, {out.sample_rate_hz} Hz)")
+    if lowered_db > 0:
+        print(f"note: at {args.gain_db:+g} dB it would clip; it was lowered by {lowered_db:.1f} dB",
+              file=sys.stderr)
     return 0
 
 

@@ -131,3 +131,45 @@ def test_prosody_does_not_wait_behind_the_model(client, clip_file):
     assert "Pitch:" in summary and not long_job.done()
     assert elapsed < 5
     long_job.cancel()
+
+
+@pytest.fixture(scope="module")
+def quiet_file(tmp_path_factory, espeak_sentence):
+    """The sentence at -30 dBFS RMS: room for every gain the lab offers but the largest."""
+    x, sr = espeak_sentence
+    x = x * (10 ** (-30 / 20) / np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+    path = tmp_path_factory.mktemp("quiet") / "quiet.wav"
+    sf.write(path, x.astype(np.float32), sr, subtype="FLOAT")
+    return path
+
+
+@pytest.mark.parametrize("gain_db", [-20.0, -6.0, 0.0, 6.0])
+def test_the_labs_gain_reaches_the_listener(client, quiet_file, gain_db):
+    """Gradio peak-normalises float audio: once, every gain came back at -10 dBFS."""
+    from gradio_client import handle_file
+
+    audio_path, _ = client.predict(handle_file(str(quiet_file)), 0.0, 1.0, 0.0, 1.0, gain_db,
+                                   api_name="/manipulate")
+    before, after = load_audio(quiet_file), load_audio(audio_path)
+    assert after.rms_dbfs - before.rms_dbfs == pytest.approx(gain_db, abs=0.5)
+
+
+def test_a_gain_that_would_clip_is_lowered_to_fit(client, quiet_file):
+    from gradio_client import handle_file
+
+    audio_path, _ = client.predict(handle_file(str(quiet_file)), 0.0, 1.0, 0.0, 1.0, 12.0,
+                                   api_name="/manipulate")
+    loud = load_audio(audio_path)
+    assert not loud.clipped and -0.1 < loud.peak_dbfs <= 0.0
+
+
+def test_the_live_take_keeps_its_level():
+    """The microphone take handed to the Analyse tab as Gradio serves it (its own conversion)."""
+    import gradio as gr
+
+    from app.handlers import Handlers
+
+    x = (10 ** (-40 / 20) * np.sqrt(2)) * np.sin(2 * np.pi * 220 * np.arange(32000) / 16000)
+    take, _ = Handlers.live_done(x.astype(np.float32))
+    served = gr.Audio(type="filepath").postprocess(take)
+    assert load_audio(served.path).rms_dbfs == pytest.approx(-40.0, abs=0.5)

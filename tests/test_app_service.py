@@ -149,3 +149,22 @@ def test_a_failed_load_logs_its_traceback_and_the_app_keeps_prosody(tmp_path, ca
     assert "SafetensorError" in s.status()[1] and "\n" not in s.status()[1]
     failure = next(r for r in caplog.records if r.name == "app.service")
     assert failure.exc_info is not None and "Traceback" in caplog.text
+
+
+@pytest.mark.parametrize("position,words", [(1, "you are next"), (2, "2nd in line"), (3, "3rd in line"),
+                                            (11, "11th in line"), (22, "22nd in line")])
+def test_a_waiting_user_reads_their_own_place(position, words):
+    from app.render import reasoning_markdown
+
+    assert words in reasoning_markdown("", waiting=position)
+
+
+def test_queue_size_zero_serves_when_idle_and_refuses_when_busy(tiny_checkpoint, clip):
+    s = ModelService(str(tiny_checkpoint), queue_size=0)
+    assert s.wait_until_settled(120) == "ready"
+    assert list(s.reason(clip, threading.Event(), max_new_tokens=2, score=False))[-1].n_tokens == 2
+    first = s.reason(clip, threading.Event(), max_new_tokens=5000, score=False)
+    assert isinstance(next(first), TextDelta)
+    with pytest.raises(Busy):
+        next(s.reason(clip, threading.Event(), max_new_tokens=2))
+    first.close()

@@ -137,3 +137,13 @@ def test_bad_generation_settings_are_refused_before_loading(files, tiny_checkpoi
     done = run("analyze", "--model", tiny_checkpoint, "--temperature", "-1", files / "speech.wav")
     assert done.returncode == 2 and "temperature must be >= 0" in done.stderr
     assert "cannot be loaded" not in done.stderr
+
+
+def test_manipulate_never_clips_and_says_when_it_lowered_the_level(files, tmp_path):
+    from engine.audio import load_audio
+
+    out = tmp_path / "loud.wav"
+    done = run("manipulate", files / "speech.wav", out, "--gain-db", "40")
+    assert done.returncode == 0 and "it was lowered by" in done.stderr
+    loud = load_audio(out)
+    assert not loud.clipped and loud.peak_dbfs > -0.1
