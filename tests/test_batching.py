@@ -219,3 +219,15 @@ def test_a_batch_never_exceeds_the_widest_graph(tiny_model):
     assert wide.scheduler.max_batch == BATCH_SIZES[-1]
     with pytest.raises(ValueError, match="max_batch"):
         Reasoner(tiny_model, static_cache=True, max_batch=0)
+
+
+def test_why_a_row_ended_is_decided_when_it_ends(batching):
+    """A row that ran out of budget stays "length" even if Stop is pressed before it is read."""
+    stop = threading.Event()
+    request = batching.submit(clip_of(160, 2.0), max_new_tokens=8, score=False, stop=stop)
+    while not request.finished:
+        time.sleep(0.01)
+    stop.set()
+    done = list(batching.events(request))[-1]
+    batching.release(request)
+    assert done.stop_reason == "length" and done.n_tokens == 8

@@ -167,3 +167,32 @@ def test_cpu_quantised_weights_are_cached_and_reused(tiny_checkpoint, tmp_path, 
         os.utime(shard, (stat.st_atime, stat.st_mtime))
     monkeypatch.setenv("ET_QUANT_CACHE", "off")
     assert quantized_cache_dir(tiny_checkpoint, "nf4", False, dtype) is None
+
+
+def test_a_damaged_or_unfinished_cache_is_quantised_again(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("ET_QUANT_CACHE", str(tmp_path / "cache"))
+    load_model(str(tiny_checkpoint), quant="nf4", device="cpu")
+    (cache,) = (tmp_path / "cache").iterdir()
+    shard = next(cache.glob("*.safetensors"))
+    shard.write_bytes(shard.read_bytes()[:100])  # a broken disk, a power cut
+    said: list[str] = []
+    load_model(str(tiny_checkpoint), quant="nf4", device="cpu", progress=said.append)
+    assert any("caching the quantised weights" in m for m in said)  # rebuilt, not failed
+    (cache / "COMPLETE").unlink()  # a save that never finished
+    said.clear()
+    load_model(str(tiny_checkpoint), quant="nf4", device="cpu", progress=said.append)
+    assert not any("quantised earlier" in m for m in said)
+    assert (cache / "COMPLETE").exists() and not list((tmp_path / "cache").glob(".partial-*"))
+
+
+def test_a_changed_configuration_file_changes_the_cache(tiny_checkpoint, tmp_path, monkeypatch):
+    import shutil
+
+    from engine.reasoning.model import quantized_cache_dir
+
+    monkeypatch.setenv("ET_QUANT_CACHE", str(tmp_path / "cache"))
+    copy = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, copy)
+    before = quantized_cache_dir(copy, "nf4", False, "torch.bfloat16")
+    (copy / "generation_config.json").write_text('{"repetition_penalty": 1.3}')
+    assert quantized_cache_dir(copy, "nf4", False, "torch.bfloat16") != before

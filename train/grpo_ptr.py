@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.reasoning.options import GenerationOptions
+from engine.reasoning.options import GenerationOptions, eos_ids
 from engine.reasoning.prompts import LABELS, build_messages
 from train.config import BaseRecipe
 from train.rewards import CRITERIA, TOTAL_WEIGHTS
@@ -184,7 +184,7 @@ def rollout(policy, processor, record: dict, clip, recipe: Recipe, judges, gate_
     with torch.no_grad():
         generated = recipe.generation.generate(policy, tokenizer, repeated)
     sequences = generated[:, prompt_len:]
-    mask = completion_mask(sequences, set(_as_list(policy.generation_config.eos_token_id)))
+    mask = completion_mask(sequences, eos_ids(policy))
     texts = tokenizer.batch_decode(sequences * mask + (1 - mask) * (tokenizer.pad_token_id or 0),
                                    skip_special_tokens=True)
     report = analyze(clip)
@@ -304,10 +304,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     train(Recipe.load(args.config, output_dir=args.output_dir, max_steps=args.max_steps))
     return 0
-
-
-def _as_list(x) -> list:
-    return [] if x is None else list(x) if isinstance(x, (list, tuple)) else [x]
 
 
 if __name__ == "__main__":

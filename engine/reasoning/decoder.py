@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.reasoning.options import GenerationOptions
+from engine.reasoning.options import GenerationOptions, eos_ids
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ class Row:
     on_end: Callable[[], None] | None = None  # called once when the row ends, before the next step
     n_tokens: int = 0  # tokens emitted so far
     done: bool = False
+    reason: str | None = None  # why it ended: "eos", "length" or "stopped"
 
 
 @dataclass
@@ -82,7 +83,7 @@ class Decoder:
 
     def __init__(self, model, tokenizer, *, compile: bool = False) -> None:
         self.model, self.tokenizer, self.compile = model, tokenizer, compile
-        self.eos = set(_as_list(model.generation_config.eos_token_id))
+        self.eos = eos_ids(model)
         self.pad = model.generation_config.pad_token_id or tokenizer.pad_token_id or 0
         self._buckets: dict[tuple[int, int], _Bucket] = {}
         self.compile_s = 0.0  # time spent compiling so far (first calls of compiled steps)
@@ -176,8 +177,10 @@ class Decoder:
                     continue
                 row.emit(token)
                 row.n_tokens += 1
-                row.done = (token in self.eos or row.n_tokens == row.options.max_new_tokens
-                            or any(e.is_set() for e in row.stop))
+                row.reason = ("eos" if token in self.eos else
+                              "length" if row.n_tokens == row.options.max_new_tokens else
+                              "stopped" if any(e.is_set() for e in row.stop) else None)
+                row.done = row.reason is not None
                 if row.done:
                     finished[i] = True
                     if row.on_end is not None:
@@ -303,7 +306,3 @@ def _eager_step(model, bucket: _Bucket) -> Callable:
         return model.lm_head(hidden[:, -1]).float()
 
     return step
-
-
-def _as_list(x) -> list:
-    return [] if x is None else list(x) if isinstance(x, (list, tuple)) else [x]

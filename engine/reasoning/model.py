@@ -219,11 +219,8 @@ def _load(path: Path, source: str, quant: str, device: str, quantize_audio: bool
     kwargs["dtype"] = compute
     cache = quantized_cache_dir(path, quant, quantize_audio, str(compute)) \
         if quant in BNB_QUANTS and not on_cuda else None
-    if cache is not None and (cache / "config.json").exists():  # quantised on an earlier run
-        say(f"loading the {quant} weights quantised earlier ({cache})")
-        model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(
-            cache, device_map={"": device}, dtype=compute, trust_remote_code=False)
-    else:
+    model = _load_cached(cache, device, compute, say) if cache is not None else None
+    if model is None:
         try:
             model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(path, **kwargs)
         except (OSError, ValueError) as exc:
@@ -270,46 +267,92 @@ def _load_adapter(path: Path, source: str, quant: str, device: str, quantize_aud
 QUANT_CACHE_ENV = "ET_QUANT_CACHE"
 
 
+CACHE_FORMAT = 1  # bump when the loader changes what it builds (skip lists, vision depth ...)
+CACHE_COMPLETE = "COMPLETE"  # written last: a folder without it is a save that did not finish
+STALE_PARTIAL_S = 3600.0  # a half-written save older than this is a crashed one: removed
+
+
 def quantized_cache_dir(path: Path, quant: str, quantize_audio: bool, dtype: str) -> Path | None:
     """Where this checkpoint's quantised weights are (or will be) kept: a folder named after the
-    checkpoint, the settings and the library versions, so that any change makes a new one.
-    None when caching is off."""
+    checkpoint and a digest of everything the result depends on (its weight files' sizes and
+    dates, its configuration files' contents, the settings, the library versions and this
+    loader's CACHE_FORMAT), so that any change makes a new one. None when caching is off.
+    Old folders are not pruned: delete the cache folder to reclaim the space."""
     import hashlib
 
     import bitsandbytes
+    import torch
     import transformers
 
     root = os.environ.get(QUANT_CACHE_ENV, "")
     if root.lower() in ("off", "0", "no", "false"):
         return None
     root_path = Path(root).expanduser() if root else Path.home() / ".cache" / "emotionthinker" / "quantized"
-    stamps = sorted((f.name, f.stat().st_size, int(f.stat().st_mtime))
-                    for f in Path(path).glob("*.safetensors"))
-    key = json.dumps([str(Path(path).resolve()), stamps, quant, quantize_audio, dtype,
-                      transformers.__version__, bitsandbytes.__version__])
+    folder = Path(path)
+    weights = sorted((f.name, f.stat().st_size, int(f.stat().st_mtime))
+                     for pattern in ("*.safetensors", "*.bin") for f in folder.glob(pattern))
+    configs = sorted((f.name, hashlib.sha256(f.read_bytes()).hexdigest()) for f in folder.glob("*.json")
+                     if not f.name.endswith(".index.json"))
+    key = json.dumps([str(folder.resolve()), weights, configs, quant, quantize_audio, dtype, CACHE_FORMAT,
+                      torch.__version__, transformers.__version__, bitsandbytes.__version__])
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return root_path / f"{Path(path).name}-{quant}{'-audio' if quantize_audio else ''}-{digest}"
+    return root_path / f"{folder.name}-{quant}{'-audio' if quantize_audio else ''}-{digest}"
+
+
+def _load_cached(cache: Path, device: str, compute, say):
+    """The model from a finished cache folder, or None (absent, unfinished or unreadable: then
+    it is removed, and the caller quantises again)."""
+    import shutil
+
+    from transformers.models.qwen2_5_omni import Qwen2_5OmniThinkerForConditionalGeneration
+
+    if not (cache / CACHE_COMPLETE).exists():
+        if cache.exists():
+            shutil.rmtree(cache, ignore_errors=True)  # an unfinished save blocks nothing
+        return None
+    say(f"loading the weights quantised earlier ({cache})")
+    try:
+        return Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(
+            cache, device_map={"": device}, dtype=compute, trust_remote_code=False)
+    except Exception as exc:  # noqa: BLE001 - a damaged cache: quantise again rather than fail
+        logger.warning("the cached quantised weights in %s are unreadable (%s); quantising again",
+                       cache, exc)
+        shutil.rmtree(cache, ignore_errors=True)
+        return None
 
 
 def _save_quantized(model, cache: Path, say) -> None:
-    """Keep the quantised weights for next time; a failure (disk full, read-only home) only
-    means the next load quantises again."""
+    """Keep the quantised weights for next time: written to a partial folder, synced, marked
+    complete, then renamed into place. Any failure (disk full, read-only home, a second
+    process) only means the next load quantises again."""
     import shutil
     import tempfile
+    import time as clock
 
+    partial = None
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
+        for old in cache.parent.glob(".partial-*"):  # saves that crashed long ago
+            if clock.time() - old.stat().st_mtime > STALE_PARTIAL_S:
+                shutil.rmtree(old, ignore_errors=True)
         need = sum(t.numel() * t.element_size() for t in model.state_dict().values())
         if shutil.disk_usage(cache.parent).free < 1.2 * need:
             say(f"not caching the quantised weights: {cache.parent} has too little free space")
             return
         say(f"caching the quantised weights in {cache} (set {QUANT_CACHE_ENV}=off not to)")
-        with tempfile.TemporaryDirectory(dir=cache.parent) as tmp:
-            model.save_pretrained(tmp)
-            os.replace(tmp, cache)  # whole or not at all
-            os.makedirs(tmp)  # for the context manager to remove
-    except OSError as exc:
+        partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=cache.parent))
+        model.save_pretrained(partial)
+        for f in partial.iterdir():
+            with open(f, "rb") as handle:
+                os.fsync(handle.fileno())
+        (partial / CACHE_COMPLETE).write_text("quantised weights, complete\n")
+        os.replace(partial, cache)  # whole or not at all
+        partial = None
+    except Exception as exc:  # noqa: BLE001 - the model is loaded; only the cache is lost
         logger.warning("could not cache the quantised weights in %s: %s", cache, exc)
+    finally:
+        if partial is not None:
+            shutil.rmtree(partial, ignore_errors=True)
 
 
 def default_quant(device: str) -> str:

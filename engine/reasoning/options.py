@@ -83,3 +83,9 @@ def _stopping_criteria(events: tuple[threading.Event, ...]):
                               device=input_ids.device)
 
     return StoppingCriteriaList([Halt()])
+
+
+def eos_ids(model) -> set[int]:
+    """The token ids that end a generation (the checkpoint's generation config: one or a list)."""
+    eos = model.generation_config.eos_token_id
+    return set() if eos is None else set(eos) if isinstance(eos, (list, tuple)) else {eos}

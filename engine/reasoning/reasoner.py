@@ -210,9 +210,7 @@ class Reasoner:
                      forced=bool(scores and scores.forced), format_ok=parsed.format_ok,
                      think=parsed.think)
         n = len(ids)
-        eos = set(_as_list(self.model.generation_config.eos_token_id))
-        reason = ("stopped" if stop is not None and stop.is_set() else
-                  "eos" if ids and ids[-1] in eos else "length")
+        reason = request.stop_reason or "stopped"
         t_first, t_last = request.t_first, request.t_last  # when chosen, not when read
         decode_s = (t_last - t_first) if n > 1 else 0.0
         inputs = request.inputs
@@ -300,7 +298,3 @@ class _IncrementalDecoder:
             self.text += new
             return new
         return ""
-
-
-def _as_list(x) -> list:
-    return [] if x is None else list(x) if isinstance(x, (list, tuple)) else [x]

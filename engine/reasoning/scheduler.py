@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from engine.reasoning.decoder import BATCH_SIZES, Decoder, Row
-from engine.reasoning.options import GenerationOptions
+from engine.reasoning.options import GenerationOptions, eos_ids
 from engine.reasoning.scores import LabelScores, score_labels
 
 logger = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ class Request:
     t_first: float | None = None  # when its first token was chosen
     t_last: float | None = None  # when its last token was chosen
     finished: bool = False  # its Finished was sent
+    stop_reason: str | None = None  # "eos", "length" or "stopped", decided when it ended
 
     @property
     def stops(self) -> tuple[threading.Event, ...]:
@@ -193,10 +194,12 @@ class Scheduler:
                 request.out.put([token])
 
             def end() -> None:  # between two steps of the others: score, then tell the caller
+                request.stop_reason = spec.reason
                 self._finish(request, path if not decoder.compile_failed else "static", len(batch),
                              decoder.compile_s - compile_before)
 
-            return Row(request.options, emit, request.stops, on_end=end)
+            spec = Row(request.options, emit, request.stops, on_end=end)
+            return spec
 
         # compiled, a batch of 2 or more runs max_batch wide: one graph for all of them (a GPU
         # decodes 8 rows in about the time of 2: each step reads the weights once for all rows)
@@ -228,6 +231,10 @@ class Scheduler:
                         self.decoder.unsupported(request.inputs, request.options))
         request.options.generate(self.model, self.tokenizer, request.inputs, streamer=Streamer(),
                                  stop=list(request.stops))
+        eos = eos_ids(self.model)
+        ids = request.tokens
+        request.stop_reason = ("eos" if ids and ids[-1] in eos else
+                               "length" if len(ids) >= request.options.max_new_tokens else "stopped")
         self._finish(request, "generate", 1, 0.0)
 
     def _finish(self, request: Request, path: str, batch: int, compile_s: float) -> None:
@@ -249,4 +256,3 @@ class Scheduler:
         if not request.finished:
             request.finished = True
             request.out.put(finished)
-
