@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 
 from engine.audio import Clip
 from engine.prosody import ProsodyReport
@@ -35,14 +36,23 @@ def status_markdown(state: str, message: str) -> str:
     return f"{STATE_MARK.get(state, '')} **{words.get(state, state)}:** {html.escape(message)}"
 
 
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>])")  # CommonMark's escapable punctuation
+
+
 def reasoning_markdown(think: str, answer: str | None = None, waiting: int | None = None) -> str:
     if waiting is not None:
         return (f"_Waiting for the model: you are {_ordinal(waiting)} in line…_" if waiting > 1
                 else "_Waiting for the model: you are next…_")
-    text = html.escape(think.strip()) or "_…_"
+    text = plain(think.strip()) or "_…_"
     if answer is not None:
-        text += f"\n\n**Answer:** {html.escape(answer)}"
+        text += f"\n\n**Answer:** {plain(answer)}"
     return text
+
+
+def plain(text: str) -> str:
+    """The model's words shown as text, never as markup: HTML escaped, and every Markdown
+    character backslash-escaped, so a link or an image it writes is not fetched or followed."""
+    return _MARKDOWN.sub(r"\\\1", html.escape(text, quote=False))
 
 
 def claims_markdown(claims: list) -> str:
@@ -50,7 +60,7 @@ def claims_markdown(claims: list) -> str:
         return "_The reasoning makes no prosodic claim that can be checked._"
     rows = ["| the reasoning says | verdict | measured |", "| --- | --- | --- |"]
     for c in claims:
-        said = ("not " if c.negated else "") + f"“{html.escape(c.text)}”"
+        said = ("not " if c.negated else "") + f"“{plain(c.text)}”"
         rows.append(f"| {said} | {VERDICT_MARK[c.verdict]} | {html.escape(c.measured)} |")
     checked = [c for c in claims if c.verdict != "not measured"]
     share = (f"\n\n{sum(c.verdict == 'supported' for c in checked)} of {len(checked)} checkable "

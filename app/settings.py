@@ -25,7 +25,7 @@ import argparse
 import os
 from dataclasses import dataclass
 
-from engine.audio import MAX_SECONDS
+from engine.audio import MAX_FILE_BYTES, MAX_SECONDS
 from engine.reasoning.decoder import BATCH_SIZES
 from engine.reasoning.model import DEFAULT_SOURCE, QUANTS
 
@@ -47,27 +47,41 @@ class Settings:
 
 
 def parse(argv: list[str] | None = None) -> Settings:
-    """Settings from `argv` (or sys.argv), environment variables supplying the defaults."""
+    """Settings from `argv` (or sys.argv), environment variables supplying the defaults. A bad
+    value, from a flag or a variable, stops the start with a message naming both; `--help`
+    answers whatever the environment holds."""
     env = os.environ.get
     on = lambda name: env(name, "").lower() in ("1", "true", "yes", "on")  # noqa: E731
     ap = argparse.ArgumentParser(prog="app.py", description="EmotionThinker, explained: a web app")
+
+    def number(flag: str, variable: str, default, kind, low, high, what: str, **kw) -> None:
+        """A numeric flag whose default comes from `variable`, checked at start-up."""
+        def check(text: str):
+            try:
+                value = kind(text)
+            except ValueError:
+                value = None
+            if value is None or value != value or not low <= value <= high:
+                raise argparse.ArgumentTypeError(
+                    f"must be {what} from {low:g} to {high:g}; got {text!r} (the flag, or {variable})")
+            return value
+        ap.add_argument(flag, type=check, default=env(variable, str(default)), **kw)
+
     ap.add_argument("--model", default=env("ET_MODEL", DEFAULT_SOURCE))
     ap.add_argument("--quant", default=env("ET_QUANT", "auto"), choices=QUANTS)
     ap.add_argument("--device", default=env("ET_DEVICE", "auto"))
     ap.add_argument("--host", default=env("ET_HOST", env("GRADIO_SERVER_NAME", "127.0.0.1")))
-    ap.add_argument("--port", type=int, default=int(env("ET_PORT", env("GRADIO_SERVER_PORT", "7860"))))
+    number("--port", "ET_PORT", env("GRADIO_SERVER_PORT", "7860"), int, 1, 65535, "a port number")
     ap.add_argument("--share", action="store_true", default=on("ET_SHARE"))
-    ap.add_argument("--max-seconds", type=float, default=float(env("ET_MAX_SECONDS", MAX_SECONDS)))
-    ap.add_argument("--max-file-mb", type=int, default=int(env("ET_MAX_FILE_MB", "50")))
-    ap.add_argument("--queue-size", type=int, default=int(env("ET_QUEUE_SIZE", "8")))
+    number("--max-seconds", "ET_MAX_SECONDS", MAX_SECONDS, float, 1.0, 3600.0, "a number of seconds")
+    number("--max-file-mb", "ET_MAX_FILE_MB", 50, int, 1, MAX_FILE_BYTES // 2**20, "a whole number of MiB")
+    number("--queue-size", "ET_QUEUE_SIZE", 8, int, 0, 1000, "a whole number")
     ap.add_argument("--no-model", action="store_true", default=on("ET_NO_MODEL"))
-    ap.add_argument("--max-batch", type=int, default=int(env("ET_MAX_BATCH", "8")),
-                    help="reasoning requests that decode together on a GPU (1-8)")
+    number("--max-batch", "ET_MAX_BATCH", BATCH_SIZES[-1], int, 1, BATCH_SIZES[-1], "a whole number",
+           help="reasoning requests that decode together on a GPU (1-8)")
     ap.add_argument("--no-compile", action="store_true", default=on("ET_NO_COMPILE"),
                     help="decode eagerly even on a GPU (quicker start, slower reasoning)")
     a = ap.parse_args(argv)
-    if not 1 <= a.max_batch <= BATCH_SIZES[-1]:
-        ap.error(f"--max-batch must be between 1 and {BATCH_SIZES[-1]}")
     return Settings(model=a.model, quant=a.quant, device=a.device, host=a.host, port=a.port,
                     share=a.share, max_seconds=a.max_seconds, max_file_mb=a.max_file_mb,
                     queue_size=a.queue_size, no_model=a.no_model, compile=not a.no_compile,

@@ -32,7 +32,7 @@ def build(settings: Settings, service: ModelService) -> gr.Blocks:
     h = Handlers(service, settings.max_seconds)
     if example_paths():  # pay the first-call costs (imports, caches) now, not on a user's clip
         h.prosody(example_paths()[0])
-    with gr.Blocks(title="EmotionThinker, explained") as demo:
+    with gr.Blocks(title="EmotionThinker, explained", analytics_enabled=False) as demo:
         gr.Markdown(f"## {TITLE}\n{INTRO}")
         status = gr.Markdown(h.status(), elem_id="status")
         gr.Timer(1.0).tick(h.status, None, status, api_visibility="private", queue=False)

@@ -237,6 +237,7 @@ def _decode_file(path: Path, max_seconds: float) -> tuple[np.ndarray, int]:
     if size > MAX_FILE_BYTES:
         raise AudioError(f"{path.name} is {size / 2**20:.0f} MiB; files up to "
                          f"{MAX_FILE_BYTES // 2**20} MiB are accepted")
+    _check_wav_header(path)
     if path.suffix.lower() in _SNDFILE_SUFFIXES:
         try:
             return _decode_sndfile(path, max_seconds)
@@ -245,6 +246,33 @@ def _decode_file(path: Path, max_seconds: float) -> tuple[np.ndarray, int]:
         except Exception:  # noqa: BLE001 - any libsndfile failure: FFmpeg gets its turn
             pass  # e.g. an .ogg holding a codec libsndfile lacks: let FFmpeg try
     return _decode_ffmpeg(path, max_seconds)
+
+
+# WAV sample formats that exist: PCM 8-32 bits in whole bytes, IEEE float 32/64, A-law and
+# mu-law 8 (format tags 1, 3, 6, 7; 0xFFFE is WAVE_FORMAT_EXTENSIBLE with the same widths).
+_WAV_BITS = {1: {8, 16, 24, 32}, 3: {32, 64}, 6: {8}, 7: {8}, 0xFFFE: {8, 16, 24, 32, 64}}
+
+
+def _check_wav_header(path: Path) -> None:
+    """Refuse a RIFF/WAVE file whose format chunk declares no channels or sample widths no WAV
+    has (a decoder would otherwise read it as noise or fail with an internal message)."""
+    import struct
+
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return
+    at = head.find(b"fmt ", 12)
+    if at < 0 or len(head) < at + 24:
+        return  # no format chunk where expected: the decoders will say what is wrong
+    tag, channels, rate, _, _, bits = struct.unpack("<HHIIHH", head[at + 8:at + 24])
+    if channels == 0:
+        raise AudioError(f"{path.name}: its WAV header declares 0 channels")
+    if rate == 0:
+        raise AudioError(f"{path.name}: its WAV header declares a sample rate of 0 Hz")
+    if tag in _WAV_BITS and bits not in _WAV_BITS[tag]:
+        raise AudioError(f"{path.name}: its WAV header declares {bits}-bit samples, which this "
+                         "format does not have (a damaged or mislabelled file)")
 
 
 def _decode_sndfile(path: Path, max_seconds: float) -> tuple[np.ndarray, int]:
@@ -270,11 +298,19 @@ def _decode_ffmpeg(path: Path, max_seconds: float) -> tuple[np.ndarray, int]:
         if not container.streams.audio:
             raise AudioError(f"{path.name} has no audio stream; accepted: {ACCEPTED}")
         stream = container.streams.audio[0]
-        rate = stream.rate or stream.codec_context.sample_rate
+        try:  # a stream FFmpeg cannot describe has no rate or layout at all (unknown codecs)
+            rate = stream.rate or stream.codec_context.sample_rate
+            channels = stream.codec_context.channels
+            layout = stream.layout.name
+        except (AttributeError, ValueError):
+            raise AudioError(f"{path.name}: its audio is in an encoding that cannot be decoded; "
+                             f"accepted: {ACCEPTED}") from None
         if not rate:
             raise AudioError(f"{path.name}: the audio stream has no sample rate")
+        if not channels:
+            raise AudioError(f"{path.name}: the audio stream has no channels")
         # Planar float, channels kept: the downmix happens in from_array like for every input.
-        resampler = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=rate)
+        resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
         chunks, n, limit = [], 0, int((max_seconds + 1.0) * rate)
         try:
             for frame in container.decode(stream):

@@ -158,16 +158,29 @@ def _reasoning_text(r: dict[str, Any]) -> str:
 
 
 def cmd_manipulate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from engine.audio import load_audio, write_wav
     from engine.prosody.manipulate import manipulate
 
+    target = Path(args.output)
+    if target.suffix.lower() not in (".wav", ".wave"):
+        print(f"error: {target.name}: the output is written as WAV; give it a .wav name", file=sys.stderr)
+        return 2
+    if not target.parent.is_dir():
+        print(f"error: {target.name}: its folder does not exist; create it first", file=sys.stderr)
+        return 2
     try:
         clip = load_audio(args.input, max_seconds=args.max_seconds)
         out = manipulate(clip, pitch_shift_st=args.pitch_shift, pitch_range=args.pitch_range,
                          tempo=args.tempo, gain_db=args.gain_db, tilt_st=args.tilt)
-        lowered_db = write_wav(args.output, out)
     except ValueError as exc:
         print(f"{args.input}: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        lowered_db = write_wav(target, out)
+    except (OSError, RuntimeError) as exc:  # soundfile's errors are RuntimeErrors: no space, no rights
+        print(f"error: {target.name} could not be written: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {args.output} ({out.duration_s:.2f} s, {out.sample_rate_hz} Hz)")
     if lowered_db > 0:

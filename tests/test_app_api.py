@@ -173,3 +173,12 @@ def test_the_live_take_keeps_its_level():
     take, _ = Handlers.live_done(x.astype(np.float32))
     served = gr.Audio(type="filepath").postprocess(take)
     assert load_audio(served.path).rms_dbfs == pytest.approx(-40.0, abs=0.5)
+
+
+def test_analytics_are_off(server):
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(server[0] + "config", timeout=30) as response:
+        config = json.loads(response.read())
+    assert config["analytics_enabled"] is False

@@ -49,3 +49,25 @@ def test_compiling_is_on_unless_turned_off(monkeypatch):
     assert parse([]).compile and not parse(["--no-compile"]).compile
     monkeypatch.setenv("ET_NO_COMPILE", "1")
     assert not parse([]).compile
+
+
+@pytest.mark.parametrize("args,env,named", [
+    (["--max-seconds", "nan"], {}, "--max-seconds"),  # once: a crash at start
+    ([], {"ET_MAX_SECONDS": "abc"}, "ET_MAX_SECONDS"),  # once: a traceback, even for --help
+    (["--port", "0"], {}, "--port"),
+    ([], {"ET_QUEUE_SIZE": "-1"}, "ET_QUEUE_SIZE"),
+    (["--max-batch", "9"], {}, "--max-batch"),
+])
+def test_bad_settings_stop_the_start_with_the_setting_named(monkeypatch, capsys, args, env, named):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(SystemExit) as err:
+        parse(args)
+    assert err.value.code == 2 and named in capsys.readouterr().err
+
+
+def test_help_answers_whatever_the_environment_holds(monkeypatch):
+    monkeypatch.setenv("ET_MAX_SECONDS", "abc")
+    with pytest.raises(SystemExit) as err:
+        parse(["--help"])
+    assert err.value.code == 0

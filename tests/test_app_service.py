@@ -168,3 +168,12 @@ def test_queue_size_zero_serves_when_idle_and_refuses_when_busy(tiny_checkpoint,
     with pytest.raises(Busy):
         next(s.reason(clip, threading.Event(), max_new_tokens=2))
     first.close()
+
+
+def test_the_models_words_are_shown_as_text_never_as_markup():
+    from app.render import reasoning_markdown
+
+    said = "The pitch rises ![pixel](http://tracker.example/p.png) see [here](http://evil.example) <img src=x>"
+    shown = reasoning_markdown(said, answer="[happy](http://evil.example)")
+    assert "![" not in shown and "](" not in shown and "<img" not in shown
+    assert "\\[here\\]" in shown and "pitch rises" in shown

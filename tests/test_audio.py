@@ -229,3 +229,29 @@ def test_inputs_that_are_not_audio(source, match):
 
 def test_audio_error_is_a_value_error():
     assert issubclass(AudioError, ValueError)
+
+
+def _wav_header(path, channels: int, tag: int, bits: int, rate: int = 16_000) -> None:
+    """A RIFF/WAVE file with the given format chunk and 2000 bytes of data."""
+    import struct
+
+    block = max(1, channels * bits // 8)
+    fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * block, block, bits)
+    data = b"\x00\x01" * 1000
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+
+
+@pytest.mark.parametrize("channels,tag,bits,words", [
+    (0, 1, 16, "declares 0 channels"),  # once: "Invalid layout: 0 channels"
+    (1, 0x1234, 16, "encoding that cannot be decoded"),  # once: "'AudioStream' object has no attribute"
+    (1, 1, 7, "7-bit samples"),  # once: read as a short burst of noise
+    (1, 1, 40, "40-bit samples"),
+    (1, 3, 16, "16-bit samples"),  # float samples are 32 or 64 bits
+])
+def test_impossible_wav_headers_are_refused_in_words(tmp_path, channels, tag, bits, words):
+    path = tmp_path / "odd.wav"
+    _wav_header(path, channels, tag, bits)
+    with pytest.raises(AudioError, match=words) as err:
+        load_audio(path)
+    assert str(tmp_path) not in str(err.value)  # the file's name, never the server's path

@@ -147,3 +147,10 @@ def test_manipulate_never_clips_and_says_when_it_lowered_the_level(files, tmp_pa
     assert done.returncode == 0 and "it was lowered by" in done.stderr
     loud = load_audio(out)
     assert not loud.clipped and loud.peak_dbfs > -0.1
+
+
+@pytest.mark.parametrize("name,words", [("out.mp3", "give it a .wav name"), ("out", "give it a .wav name"),
+                                        ("missing/out.wav", "its folder does not exist")])
+def test_manipulate_refuses_an_output_it_cannot_write_in_words(files, tmp_path, name, words):
+    done = run("manipulate", files / "speech.wav", tmp_path / name, "--gain-db", "3")
+    assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr
