@@ -45,7 +45,7 @@ print(f"torch {torch.__version__}, " + ", ".join(f"{k} {v}" for k, v in found.it
 EOF
 
 if [ "$tiny" = 1 ]; then
-    "$python" bench/reasoning.py --dir "$work/tiny" --quants nf4 bf16 --seconds 5 10 \
+    "$python" bench/reasoning.py --dir "$work/tiny" --quants fp32 nf4 --seconds 5 10 \
         --new-tokens 24 --repeats 1 --concurrency 1 4 --json "$out/gpu_check.json"
 else
     "$python" bench/reasoning.py --full-size --dir "$work/et7b" --quants nf4 nf4+audio bf16 \

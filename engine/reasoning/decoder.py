@@ -11,7 +11,9 @@ is prefilled once into a `StaticCache` whose length is a fixed bucket (CACHE_BUC
 compiled once per bucket (`torch.compile`, mode "reduce-overhead": CUDA graphs on a GPU), it is
 then replayed for every token of every clip that falls in the bucket, whatever its length.
 
-Exactly what `generate` does, token for token (tests/test_decoder.py): the same logits
+Exactly what `generate` does, token for token in fp32 (tests/test_decoder.py; in 16 bits a
+compiled step's fused kernels round differently from eager ones, so long outputs may part
+after a while, as any two bf16 kernels would): the same logits
 processors in the same order (transformers' own classes: suppressed placeholder tokens,
 temperature, top-k, top-p), greedy argmax or `torch.multinomial` on the same generator, the
 end-of-sequence token emitted and then the end, the stop events checked after every token. The
