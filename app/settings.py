@@ -17,6 +17,7 @@
 | --no-model | ET_NO_MODEL=1 | off: prosody only, no model is loaded |
 | --no-compile | ET_NO_COMPILE=1 | off: on CUDA the decode step is compiled during warm-up |
 | --max-batch | ET_MAX_BATCH | 8 requests decode together (on CUDA; elsewhere one at a time) |
+| --keep-files-s | ET_KEEP_FILES_S | 3600: uploads and outputs are deleted after an hour |
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Settings:
     no_model: bool  # prosody only
     compile: bool  # compile the decode step on CUDA (warm-up takes longer, decoding is faster)
     max_batch: int  # reasoning requests that decode together (the compiled / static decoder)
+    keep_files_s: int  # uploads and outputs are deleted this many seconds after they were made
 
 
 def parse(argv: list[str] | None = None) -> Settings:
@@ -79,10 +81,12 @@ def parse(argv: list[str] | None = None) -> Settings:
     ap.add_argument("--no-model", action="store_true", default=on("ET_NO_MODEL"))
     number("--max-batch", "ET_MAX_BATCH", BATCH_SIZES[-1], int, 1, BATCH_SIZES[-1], "a whole number",
            help="reasoning requests that decode together on a GPU (1-8)")
+    number("--keep-files-s", "ET_KEEP_FILES_S", 3600, int, 60, 7 * 86400, "a whole number of seconds",
+           help="uploads and outputs are deleted after this long (default: an hour)")
     ap.add_argument("--no-compile", action="store_true", default=on("ET_NO_COMPILE"),
                     help="decode eagerly even on a GPU (quicker start, slower reasoning)")
     a = ap.parse_args(argv)
     return Settings(model=a.model, quant=a.quant, device=a.device, host=a.host, port=a.port,
                     share=a.share, max_seconds=a.max_seconds, max_file_mb=a.max_file_mb,
                     queue_size=a.queue_size, no_model=a.no_model, compile=not a.no_compile,
-                    max_batch=a.max_batch)
+                    max_batch=a.max_batch, keep_files_s=a.keep_files_s)

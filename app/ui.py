@@ -11,9 +11,11 @@ Named API endpoints (gradio_client): /prosody (clip -> figure, summary, measurem
 from __future__ import annotations
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from app import figures
 from app.examples import EXAMPLE_DIR, example_paths
+from app.guard import LoopbackGuard, is_loopback
 from app.handlers import Handlers
 from app.service import ModelService
 from app.settings import Settings
@@ -32,7 +34,9 @@ def build(settings: Settings, service: ModelService) -> gr.Blocks:
     h = Handlers(service, settings.max_seconds)
     if example_paths():  # pay the first-call costs (imports, caches) now, not on a user's clip
         h.prosody(example_paths()[0])
-    with gr.Blocks(title="EmotionThinker, explained", analytics_enabled=False) as demo:
+    keep = settings.keep_files_s  # uploads and outputs are deleted this long after they were made
+    with gr.Blocks(title="EmotionThinker, explained", analytics_enabled=False,
+                   delete_cache=(max(60, keep // 4), keep)) as demo:
         gr.Markdown(f"## {TITLE}\n{INTRO}")
         status = gr.Markdown(h.status(), elem_id="status")
         gr.Timer(1.0).tick(h.status, None, status, api_visibility="private", queue=False)
@@ -148,5 +152,6 @@ def launch(settings: Settings, *, block: bool = True):
     demo.launch(server_name=settings.host, server_port=settings.port, share=settings.share,
                 max_file_size=f"{settings.max_file_mb}mb", allowed_paths=[str(EXAMPLE_DIR)],
                 prevent_thread_lock=not block, css=CSS, theme=gr.themes.Soft(),
+                app_kwargs={"middleware": [Middleware(LoopbackGuard, enabled=is_loopback(settings.host))]},
                 footer_links=["api"], show_error=True)
     return demo, service

@@ -182,3 +182,51 @@ def test_analytics_are_off(server):
     with urllib.request.urlopen(server[0] + "config", timeout=30) as response:
         config = json.loads(response.read())
     assert config["analytics_enabled"] is False
+
+
+def _request(url: str, method: str = "GET", headers: dict | None = None) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, method=method, headers=headers or {},
+                                     data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode(errors="replace")
+
+
+def test_on_loopback_other_host_names_are_refused(server):
+    """DNS rebinding: a page on evil.example whose name resolves to 127.0.0.1."""
+    status, body = _request(server[0] + "config", headers={"Host": "evil.example"})
+    assert status == 403 and "localhost only" in body
+    port = server[0].rsplit(":", 1)[1].strip("/")
+    assert _request(server[0] + "config", headers={"Host": f"localhost:{port}"})[0] == 200
+
+
+def test_on_loopback_uploads_from_other_pages_are_refused(server):
+    port = server[0].rsplit(":", 1)[1].strip("/")
+    other = {"Origin": "http://127.0.0.1:1"}  # a page served from another local port
+    status, body = _request(server[0] + "gradio_api/upload", "POST", other)
+    assert status == 403 and "another page" in body
+    same = {"Origin": f"http://127.0.0.1:{port}"}
+    assert _request(server[0] + "gradio_api/upload", "POST", same)[0] != 403
+
+
+def test_the_guard_stands_aside_when_serving_other_names():
+    import asyncio
+
+    from app.guard import LoopbackGuard, is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("[::1]") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("evil.example")
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append(scope["path"])
+
+    scope = {"type": "http", "method": "POST", "path": "/x",
+             "headers": [(b"host", b"evil.example"), (b"origin", b"http://other")]}
+    asyncio.run(LoopbackGuard(app, enabled=False)(scope, None, None))
+    assert seen == ["/x"]

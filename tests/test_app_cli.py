@@ -71,3 +71,9 @@ def test_help_answers_whatever_the_environment_holds(monkeypatch):
     with pytest.raises(SystemExit) as err:
         parse(["--help"])
     assert err.value.code == 0
+
+
+def test_uploads_are_kept_an_hour_by_default(monkeypatch):
+    assert parse([]).keep_files_s == 3600
+    monkeypatch.setenv("ET_KEEP_FILES_S", "600")
+    assert parse([]).keep_files_s == 600
