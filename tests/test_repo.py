@@ -167,3 +167,13 @@ def test_the_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
     assert all(c["tokens_match_eager"] is not None for c in cases if c["mode"] != "generate")
     assert {c["decoder"] for c in cases if c["mode"] == "compiled"} == {"compiled"}
     assert "= generate" in done.stdout and "written:" in done.stdout
+
+
+@pytest.mark.slow
+def test_the_bad_input_harness_finds_no_defect():
+    """bench/robustness.py: every kind of broken or odd audio through the CLI and over HTTP."""
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "robustness.py")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+    summary = done.stdout.strip().splitlines()[-1]
+    assert done.returncode == 0 and summary.endswith(" 0 defects"), done.stdout[-3000:]
+    assert int(summary.split()[0]) >= 60  # the matrix, through both doors
