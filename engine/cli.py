@@ -11,7 +11,8 @@
 file per line (a public contract other tools parse):
   {"file", "duration_s", "sample_rate_hz", "analysis_sample_rate_hz", "audio": {...},
    "pitch": {...}, "energy": {...}, "rate": {...}, "intonation": {...}, "voice": {...},
-   "levels": {...}, "summary": [...], "contours": {"time_s", "f0_hz", "f0_st", "intensity_db", "speech"}}
+   "levels": {...}, "speech_found", "summary": [...],
+   "contours": {"time_s", "f0_hz", "f0_st", "intensity_db", "speech"}}
 with null wherever a value cannot be measured. With `--model`, each object also has
   "reasoning": {"think", "answer", "label", "scores", "scored_label", "forced", "format_ok",
                 "claims", "grounding_agreement", "timing"}

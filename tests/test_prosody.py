@@ -266,7 +266,31 @@ def test_levels_follow_norms_and_gender():
     quiet = report(synth.harmonic(150, 1.5, level_dbfs=-40.0, syllable_hz=4.0))
     assert quiet.levels.energy == "low"
     custom = LevelNorms(energy_dbfs=(-50.0, -45.0))
-    assert report(synth.harmonic(150, 1.5, level_dbfs=-40.0), norms=custom).levels.energy == "high"
+    assert report(synth.harmonic(150, 1.5, level_dbfs=-40.0, syllable_hz=4.0),
+                  norms=custom).levels.energy == "high"
+
+
+@pytest.mark.parametrize("kind", ["tone", "square", "noise", "quarter-second tone"])
+def test_a_signal_without_speech_rhythm_is_measured_but_not_called_speech(kind):
+    """Once: a square wave was "loud, -0 dB above the background, 0.0 syllables per second"."""
+    from engine.prosody import describe
+
+    rng = np.random.default_rng(0)
+    t = np.arange(SR * 2) / SR
+    x = {"tone": 0.5 * np.sin(2 * np.pi * 440 * t), "square": 0.9 * np.sign(np.sin(2 * np.pi * 200 * t)),
+         "noise": 0.3 * rng.standard_normal(SR * 2),
+         "quarter-second tone": 0.3 * np.sin(2 * np.pi * 130 * t[: SR // 4])}[kind]
+    r = report(x.astype(np.float32))
+    assert not r.speech_found and r.levels.pitch is r.levels.energy is r.levels.speed is None
+    summary = describe(r)
+    assert len(summary) == 1 and summary[0].startswith("No speech found")
+    assert "loud" not in summary[0] and "syllables per second" not in summary[0]
+    assert r.to_dict(contours=False)["speech_found"] is False
+
+
+def test_speech_with_its_rhythm_is_speech(espeak_sentence):
+    r = report(*espeak_sentence)
+    assert r.speech_found and r.energy.snr_db > 20 and r.levels.energy is not None
 
 
 def test_voice_quality_is_measured_and_sensible():

@@ -32,6 +32,11 @@ MAX_BELOW_REFERENCE_DB = 15.0  # ... and never closer than 15 dB to the referenc
 FILL_GAP_S, MIN_RUN_S = 0.06, 0.05  # fill gaps shorter than 60 ms, drop runs shorter than 50 ms
 PAUSE_MIN_S = 0.3  # a silent gap inside the utterance this long is a pause (de Jong & Wempe 2009)
 MIN_RATE_SPEECH_S = 0.5  # less speech than this gets a rate but no slow/normal/fast label
+# Speech is modulated: syllables rise tens of dB above the gaps between them. A clip whose speech
+# level stands less than ABOVE_FLOOR_DB (the pipeline's own minimum spread, above) over its
+# noise floor has no such rhythm: a steady tone, hum or noise. It is measured (a tone's pitch is
+# a fact) but not described as a voice: no low/normal/high levels, "no speech found" in words.
+MIN_SPEECH_SNR_DB = ABOVE_FLOOR_DB
 # Pitch reliability (docs/paper.md §3); an unreliable pitch gets statistics but no level
 MIN_VOICED_FRAMES, MIN_VOICED_FRACTION = 25, 0.2
 # Syllable nuclei (de Jong & Wempe 2009 defaults)
@@ -104,6 +109,7 @@ class ProsodyReport:
     voice: VoiceQuality
     levels: Levels
     contours: Contours
+    speech_found: bool = True  # the level is modulated like speech (MIN_SPEECH_SNR_DB)
 
     def to_dict(self, contours: bool = True) -> dict[str, Any]:
         """JSON-safe dict (NaN -> None) in the CLI's `--json` layout."""
@@ -116,6 +122,7 @@ class ProsodyReport:
             "intonation": self.intonation.to_dict(),
             "voice": _clean(asdict(self.voice), 4),
             "levels": asdict(self.levels),
+            "speech_found": self.speech_found,
         }
         if contours:
             c = self.contours
@@ -149,13 +156,14 @@ def analyze(clip: Clip, norms: LevelNorms = DEFAULT_NORMS, gender: str | None = 
     rate = _rate(times, speech, intensity_db, f0)
     intonation = classify(times, f0_speech, long_pauses=rate.pause_count, frame_s=FRAME_STEP_S)
     voice = _voice_quality(track, f0_speech, pitch.reliable)
+    speech_found = energy.snr_db is not None and energy.snr_db >= MIN_SPEECH_SNR_DB
     levels = norms.levels(pitch.median_hz if pitch.reliable else None, energy.level_dbfs,
                           rate.articulation_rate_sps if rate.speech_s >= MIN_RATE_SPEECH_S else None,
-                          gender)
+                          gender) if speech_found else Levels(None, None, None)
     return ProsodyReport(
         duration_s=clip.duration_s, sample_rate_hz=sr, pitch=pitch, energy=energy, rate=rate,
         intonation=intonation, voice=voice, levels=levels,
-        contours=Contours(times, f0, f0_st, intensity_db, speech))
+        contours=Contours(times, f0, f0_st, intensity_db, speech), speech_found=speech_found)
 
 
 def frame_levels(x: np.ndarray, sr: int, times_s: np.ndarray) -> np.ndarray:

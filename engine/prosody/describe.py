@@ -32,13 +32,19 @@ def describe(report: ProsodyReport) -> list[str]:
     """Plain-language sentences about pitch, intonation, loudness, pace and voice quality."""
     p, e, r, i, v, lv = (report.pitch, report.energy, report.rate, report.intonation,
                          report.voice, report.levels)
+    if e.level_dbfs is not None and not report.speech_found:
+        found = f" A steady pitch of {p.median_hz:.0f} Hz was measured." if p.median_hz else ""
+        return [f"No speech found: the level stays within {max(e.snr_db, 0):.0f} dB of the "
+                "background, with none of the rise and fall of syllables, as in a steady tone, hum "
+                f"or noise; it is not described as a voice.{found}"]
     lines = []
     if p.median_hz is None:
         lines.append("Pitch: no voiced speech was found, so pitch cannot be measured.")
     else:
         spread = _SPREAD[range_level(p.range_st)]
         caveat = "" if p.reliable else " (little voicing: treat with care)"
-        lines.append(f"Pitch: {_level(lv.pitch)} voice, around {p.median_hz:.0f} Hz; the range is "
+        voice = f"{_level(lv.pitch)} voice, around" if lv.pitch else "around"  # no level, no guess
+        lines.append(f"Pitch: {voice} {p.median_hz:.0f} Hz; the range is "
                      f"{spread} ({p.range_st:.1f} semitones){caveat}.")
     lines.append(f"Intonation: the melody {_SHAPES[i.label]}"
                  + (f", changing {i.delta_st:+.1f} semitones from start to end." if i.delta_st is not None
