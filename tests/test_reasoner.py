@@ -171,3 +171,21 @@ def test_nf4_path_end_to_end_on_cpu(tiny_checkpoint, clip):
     deltas, answer, done = run(r, clip, max_new_tokens=12)
     assert done.n_tokens == 12 and sum(answer.scores.values()) == pytest.approx(1.0)
     assert r.warmup() > 0
+
+
+def test_a_stalled_process_does_not_lower_the_reported_speed(reasoner, clip, monkeypatch):
+    """Once, a run whose process was stopped for a while reported its tokens over wall time."""
+    head = reasoner.model.lm_head
+    real, calls = head.forward, []
+
+    def forward(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 15:
+            time.sleep(1.5)  # the process is stopped (SIGSTOP) or starved for 1.5 s
+        return real(*args, **kwargs)
+
+    steady = run(reasoner, clip, max_new_tokens=40, score=False)[2]
+    monkeypatch.setattr(head, "forward", forward)
+    stalled = run(reasoner, clip, max_new_tokens=40, score=False)[2]
+    assert stalled.stalled_s > 1.3 and steady.stalled_s == 0.0
+    assert stalled.tok_per_s > 0.5 * steady.tok_per_s  # over wall time it would be ~20x lower

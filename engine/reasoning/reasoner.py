@@ -73,7 +73,7 @@ class Answer:
 class Done:
     ttft_s: float  # from the call to the first generated token (features + prefill)
     n_tokens: int  # tokens generated
-    tok_per_s: float  # decode speed after the first token
+    tok_per_s: float  # decode speed after the first token, stalls excluded
     stop_reason: str  # "eos", "length" (max_new_tokens), or "stopped"
     total_s: float  # the whole call, scoring included
     prompt_tokens: int
@@ -84,6 +84,7 @@ class Done:
     compile_s: float = 0.0  # of ttft_s and the decode time, seconds spent compiling
     batch: int = 1  # requests that shared this one's batch (itself included)
     queued_s: float = 0.0  # of ttft_s, seconds spent waiting in line
+    stalled_s: float = 0.0  # decoding time lost to stalls (process stopped or starved): not in tok_per_s
 
 
 ReasoningEvent = TextDelta | Answer | Done  # what Reasoner.stream yields
@@ -211,8 +212,8 @@ class Reasoner:
                      think=parsed.think)
         n = len(ids)
         reason = request.stop_reason or "stopped"
-        t_first, t_last = request.t_first, request.t_last  # when chosen, not when read
-        decode_s = (t_last - t_first) if n > 1 else 0.0
+        t_first = request.t_first  # when chosen, not when read
+        decode_s, stalled_s = request.decode_time()
         inputs = request.inputs
         audio_tokens = int((inputs["input_ids"] == self.model.config.audio_token_index).sum())
         yield Done(ttft_s=(t_first or time.perf_counter()) - t_call, n_tokens=n,
@@ -221,7 +222,7 @@ class Reasoner:
                    prompt_tokens=int(inputs["input_ids"].shape[1]), audio_tokens=audio_tokens,
                    score_s=finished.score_s, token_ids=tuple(ids), decoder=finished.path,
                    compile_s=finished.compile_s, batch=finished.batch,
-                   queued_s=request.t_admitted - request.t_submit)
+                   queued_s=request.t_admitted - request.t_submit, stalled_s=stalled_s)
 
     def warmup(self, seconds: float = 1.0, max_new_tokens: int = 4,
                budgets: tuple[int, ...] = ()) -> float:

@@ -37,6 +37,9 @@ from engine.reasoning.scores import LabelScores, score_labels
 
 logger = logging.getLogger(__name__)
 
+STALL_FACTOR = 20.0  # a gap between tokens this many times the usual one is a stall ...
+STALL_MIN_S = 0.5  # ... if it is also longer than this (a slow model is not stalled)
+
 
 @dataclass(frozen=True)
 class Finished:
@@ -68,8 +71,28 @@ class Request:
     t_admitted: float | None = None  # when it left the line for a batch
     t_first: float | None = None  # when its first token was chosen
     t_last: float | None = None  # when its last token was chosen
+    gaps: list[float] = field(default_factory=list)  # seconds between consecutive tokens
     finished: bool = False  # its Finished was sent
     stop_reason: str | None = None  # "eos", "length" or "stopped", decided when it ended
+
+    def made(self, n: int) -> None:
+        """`n` tokens were just chosen: note when."""
+        now = time.perf_counter()
+        if self.t_last is not None:
+            self.gaps.append(now - self.t_last)
+        self.t_first = self.t_first or now
+        self.t_last = now
+
+    def decode_time(self) -> tuple[float, float]:
+        """(seconds spent decoding, seconds stalled): a gap between two tokens longer than
+        STALL_FACTOR times the median gap (and over STALL_MIN_S) is a stall (the process was
+        stopped, or starved of CPU) and counts as one median gap; the rest is its excess."""
+        if not self.gaps:
+            return 0.0, 0.0
+        usual = sorted(self.gaps)[len(self.gaps) // 2]
+        cap = max(STALL_FACTOR * usual, STALL_MIN_S)
+        stalled = sum(g - usual for g in self.gaps if g > cap)
+        return sum(usual if g > cap else g for g in self.gaps), stalled
 
     @property
     def stops(self) -> tuple[threading.Event, ...]:
@@ -188,8 +211,7 @@ class Scheduler:
 
         def row(request: Request) -> Row:
             def emit(token: int) -> None:
-                request.t_last = time.perf_counter()
-                request.t_first = request.t_first or request.t_last
+                request.made(1)
                 request.tokens.append(token)
                 request.out.put([token])
 
@@ -218,8 +240,7 @@ class Scheduler:
                     self.prompt_seen = True
                     return
                 tokens = value.reshape(-1).tolist()
-                request.t_last = time.perf_counter()
-                request.t_first = request.t_first or request.t_last
+                request.made(len(tokens))
                 request.tokens.extend(tokens)
                 request.out.put(tokens)
 
