@@ -4,6 +4,7 @@ with the reason in words; the app keeps serving everyone else."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -15,12 +16,13 @@ from app.service import Busy, ModelService, Waiting
 from engine.audio import MIN_SECONDS, SAMPLE_RATE_HZ, AudioError, Clip, from_array, load_audio, to_pcm16
 from engine.grounding import check
 from engine.prosody import ProsodyReport, analyze
-from engine.reasoning.options import GenerationOptions
+from engine.reasoning.options import MAX_SEED, GenerationOptions
 from engine.reasoning.reasoner import Answer, Done, GenerationError, TextDelta
 
 STREAM_EVERY_S = 0.05  # coalesce token updates: ~20 screen updates a second
 LIVE_WINDOW_S = 4.0  # the tuner shows the last seconds of the microphone
 ZEROGPU_SECONDS = 180  # GPU time asked of ZeroGPU per reasoning request
+MAX_API_TOKENS = 8192  # the most tokens one request may ask for (the page offers up to 4096)
 
 
 class Handlers:
@@ -109,12 +111,10 @@ class Handlers:
         if state != "ready":
             yield render.status_markdown(state, message), None, ""
             return
-        try:
-            options = GenerationOptions(max_new_tokens=int(max_new_tokens),
-                                        temperature=float(temperature),
-                                        seed=None if seed in (None, "", -1) else int(seed))
-        except (TypeError, ValueError) as exc:
-            raise gr.Error(f"Invalid generation setting: {exc}") from None
+        options = GenerationOptions(
+            max_new_tokens=_whole(max_new_tokens, "max new tokens", 1, MAX_API_TOKENS),
+            temperature=_number(temperature, "temperature", 0.0, 2.0),
+            seed=None if seed in (None, "", -1) else _whole(seed, "seed", 0, MAX_SEED))
         clip, report = self._measure(audio_path)
         stop = self._stop_event(request)
         stop.clear()  # a Stop pressed while nothing ran must not end this run
@@ -161,3 +161,22 @@ class Handlers:
     def _stop_event(self, request: gr.Request | None) -> threading.Event:
         key = getattr(request, "session_hash", None) or "anonymous"
         return self._stops.setdefault(key, threading.Event())
+
+
+def _number(value, name: str, low: float, high: float) -> float:
+    """An API parameter as a finite number in [low, high], or a gr.Error naming it."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and low <= number <= high):
+        raise gr.Error(f"The {name} must be a number from {low:g} to {high:g}; got {value!r}.")
+    return number
+
+
+def _whole(value, name: str, low: int, high: int) -> int:
+    """An API parameter as a whole number in [low, high], or a gr.Error naming it."""
+    number = _number(value, name, low, high)
+    if number != int(number):
+        raise gr.Error(f"The {name} must be a whole number; got {value!r}.")
+    return int(number)

@@ -230,3 +230,31 @@ def test_the_guard_stands_aside_when_serving_other_names():
              "headers": [(b"host", b"evil.example"), (b"origin", b"http://other")]}
     asyncio.run(LoopbackGuard(app, enabled=False)(scope, None, None))
     assert seen == ["/x"]
+
+
+@pytest.mark.parametrize("tokens,temperature,seed,words", [
+    (12.5, 0.0, -1, "max new tokens must be a whole number"),
+    (0, 0.0, -1, "less than minimum value 8"),  # Gradio's own check of the slider, in words
+    (16, 0.0, 2**70, "seed must be a number"),  # once: "The model failed on this clip: Overflow"
+])
+def test_reason_parameters_are_checked_in_words(client, clip_file, tokens, temperature, seed, words):
+    from gradio_client import handle_file
+
+    with pytest.raises(Exception, match=words) as err:
+        client.predict(handle_file(str(clip_file)), tokens, temperature, seed, api_name="/reason")
+    assert "clip" not in str(err.value)  # a setting, not the clip, is at fault
+
+
+@pytest.mark.parametrize("tokens,temperature,words", [
+    (float("nan"), 0.0, "max new tokens must be a number"),  # once: "cannot convert float NaN"
+    (16, float("inf"), "temperature must be a number"),
+])
+def test_non_finite_parameters_are_checked_in_words(server, clip_file, tokens, temperature, words):
+    """What a raw JSON client can send (gradio_client refuses NaN itself), at the handler."""
+    import gradio as gr
+
+    from app.handlers import Handlers
+
+    handlers = Handlers(server[1], max_seconds=8)
+    with pytest.raises(gr.Error, match=words):
+        next(handlers.reason(str(clip_file), tokens, temperature, -1, request=None))
