@@ -163,12 +163,15 @@ class Scheduler:
                     with self._cond:
                         if not self._pending:  # all who waited left the line
                             continue
-                        batch = self._take()
+                        batch, why_not = self._take()
                         self._running = len(batch)
                     for request in batch:
                         request.t_admitted = time.perf_counter()
                         request.admitted.set()
-                    self._run(batch)
+                    if why_not is None:
+                        self._decode(batch)
+                    else:
+                        self._generate(batch[0], why_not)
                 except BaseException as exc:  # noqa: BLE001 - every caller hears of it; the thread lives on
                     logger.exception("generation failed")
                     for request in batch:  # those whose rows had not ended yet
@@ -177,13 +180,15 @@ class Scheduler:
                     with self._cond:
                         self._running = 0
 
-    def _take(self) -> list[Request]:
-        """The next batch: the first request in line, and (when the decode loop serves it) the
-        ones right behind it that fit the same bucket, in arrival order. Call with the lock."""
+    def _take(self) -> tuple[list[Request], str | None]:
+        """The next batch and why the decode loop cannot serve it (None: it can): the first
+        request in line, and when the loop serves it the ones right behind it that fit the same
+        bucket, in arrival order. Call with the lock."""
         first = self._pending.popleft()
         batch = [first]
-        if self.decoder is None or self.decoder.unsupported(first.inputs, first.options):
-            return batch
+        why_not = "chosen" if self.decoder is None else self.decoder.unsupported(first.inputs, first.options)
+        if why_not is not None:
+            return batch, why_not
         while self._pending and len(batch) < self.max_batch:
             nxt = self._pending[0]
             prompt = max(r.inputs["input_ids"].shape[1] for r in batch + [nxt])
@@ -191,13 +196,7 @@ class Scheduler:
             if self.decoder.unsupported(nxt.inputs, nxt.options) or self.decoder.bucket_for(prompt, budget) is None:
                 break
             batch.append(self._pending.popleft())
-        return batch
-
-    def _run(self, batch: list[Request]) -> None:
-        if self.decoder is not None and not self.decoder.unsupported(batch[0].inputs, batch[0].options):
-            self._decode(batch)
-        else:
-            self._generate(batch[0])
+        return batch, None
 
     def _decode(self, batch: list[Request]) -> None:
         decoder = self.decoder
@@ -228,7 +227,7 @@ class Scheduler:
         wide = self.max_batch if decoder.compile and len(batch) > 1 else None
         decoder.decode_batch(inputs, [row(r) for r in batch], pad_to=wide)
 
-    def _generate(self, request: Request) -> None:
+    def _generate(self, request: Request, why: str) -> None:
         """One request through transformers' generate, streaming its tokens."""
         from transformers.generation.streamers import BaseStreamer
 
@@ -248,8 +247,7 @@ class Scheduler:
                 pass
 
         if self.decoder is not None:
-            logger.info("decoding with generate: %s",
-                        self.decoder.unsupported(request.inputs, request.options))
+            logger.info("decoding with generate: %s", why)
         request.options.generate(self.model, self.tokenizer, request.inputs, streamer=Streamer(),
                                  stop=list(request.stops))
         eos = eos_ids(self.model)
