@@ -7,7 +7,9 @@ Runs on one core (CPU affinity and single-threaded BLAS), on espeak-ng speech (s
 varied pitch and rate, concatenated to length; engine.prosody.synth.speechlike if espeak-ng is missing).
 Prints the median wall time of the whole `analyze` (decode excluded: the clip is in memory) and
 of pYIN (55-500 Hz, frame 1024, hop 160 at 16 kHz, as the reference pipeline runs it) on the
-same clips, and their ratio. Target (issue 2): 10 s in <= 50 ms, >= 100x faster than pYIN.
+same clips, and their ratio. Target (issue 2): 10 s in <= 50 ms, >= 100x faster than pYIN;
+since issue 12 the HNR is Praat's Harmonicity (cc), whose cost grows for low voices (these are:
+see the README's Speed section).
 librosa is a bench-only dependency (requirements-dev.txt).
 """
 

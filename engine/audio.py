@@ -32,7 +32,10 @@ MAX_FILE_BYTES = 200 * 1024 * 1024  # 200 MiB: ~10 min of 48 kHz stereo 24-bit W
 CLIP_LEVEL = 0.999  # |sample| at or above this fraction of full scale counts as clipped
 FULL_SCALE_PEAK = 0.998  # the highest |sample| we write: under CLIP_LEVEL, so our output never reads as clipped
 CLIPPED_FRACTION = 1e-3  # a clip is flagged `clipped` when more than 0.1 % of its samples are
-SILENT_RMS_DBFS = -60.0  # below this RMS the clip is `silent` (16-bit noise floor is ~-101 dBFS)
+# Below this RMS the clip is `silent`: ~3 steps of 16-bit audio (its quantisation floor is ~-101
+# dBFS). Quiet recordings are real (RAVDESS sits at -45 to -60 dBFS RMS); whether a quiet clip holds
+# speech is decided against its own noise floor (engine.prosody's speech_found), not by this cut.
+SILENT_RMS_DBFS = -90.0
 DBFS_FLOOR = -120.0  # level reported for digital silence instead of -inf
 # Downmix: when the channel mean's RMS falls below this fraction of the loudest channel's, the mean
 # is losing signal and the loudest channel is used instead. A dead channel leaves the mean at 0.5

@@ -1,7 +1,7 @@
 """Command line: prosody of audio files, the model's reasoning about them, what-if re-synthesis.
 `python -m engine ...`, or `emotionthinker-engine ...` once the project is installed.
 
-    python -m engine analyze FILE [FILE ...] [--json] [--gender male|female] [--no-contours]
+    python -m engine analyze FILE [FILE ...] [--json] [--voice auto|male|female|child] [--no-contours]
     python -m engine analyze FILE --model SRC [--quant Q] [--device D] [--max-new-tokens N] [--json]
                                   [--temperature T] [--top-p P] [--seed S] [--no-compile]
     python -m engine manipulate IN OUT [--pitch-shift ST] [--pitch-range X] [--tilt ST] [--tempo X]
@@ -11,7 +11,7 @@
 file per line (a public contract other tools parse):
   {"file", "duration_s", "sample_rate_hz", "analysis_sample_rate_hz", "audio": {...},
    "pitch": {...}, "energy": {...}, "rate": {...}, "intonation": {...}, "voice": {...},
-   "levels": {...}, "speech_found", "summary": [...],
+   "levels": {...}, "speech_found", "voice_type": {"requested", "assumed", "reason"}, "summary": [...],
    "contours": {"time_s", "f0_hz", "f0_st", "intensity_db", "speech"}}
 with null wherever a value cannot be measured. With `--model`, each object also has
   "reasoning": {"think", "answer", "label", "scores", "scored_label", "forced", "format_ok",
@@ -32,13 +32,14 @@ import sys
 from typing import Any
 
 from engine.audio import MAX_SECONDS
+from engine.prosody.levels import VOICE_TYPES
 from engine.reasoning.model import DEFAULT_SOURCE, QUANTS
 from engine.reasoning.options import DEFAULT_MAX_NEW_TOKENS
 
 logger = logging.getLogger("engine.cli")
 
 
-def measure_file(path: str, *, max_seconds: float = MAX_SECONDS, gender: str | None = None,
+def measure_file(path: str, *, max_seconds: float = MAX_SECONDS, voice: str = "auto",
                  contours: bool = True):
     """(the CLI's JSON object, Clip, ProsodyReport) for one file; AudioError for unusable audio."""
     from engine.audio import load_audio
@@ -46,7 +47,7 @@ def measure_file(path: str, *, max_seconds: float = MAX_SECONDS, gender: str | N
     from engine.prosody.describe import describe
 
     clip = load_audio(path, max_seconds=max_seconds)
-    report = analyze(clip, gender=gender)
+    report = analyze(clip, voice=voice)
     body = report.to_dict(contours=contours)
     out = {"file": path, "duration_s": body.pop("duration_s"),
            "sample_rate_hz": clip.source_rate_hz,
@@ -111,7 +112,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     for path in args.files:
         try:
             result, clip, report = measure_file(path, max_seconds=args.max_seconds,
-                                                gender=args.gender,
+                                                voice=args.voice,
                                                 contours=args.json and not args.no_contours)
             if reasoner is not None:
                 if not args.json:
@@ -208,7 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("analyze", help="measure the prosody of audio files")
     a.add_argument("files", nargs="+", metavar="FILE")
     a.add_argument("--json", action="store_true", help="one JSON object per file per line")
-    a.add_argument("--gender", choices=["male", "female"], help="speaker gender for pitch levels")
+    a.add_argument("--voice", "--gender", default="auto", choices=VOICE_TYPES,
+                   help="whose norms make a pitch low or high (default auto: assumed from each clip "
+                        "where its pitch is typical of one voice type, else no pitch level)")
     a.add_argument("--max-seconds", type=float, default=MAX_SECONDS,
                    help=f"longest clip accepted (default {MAX_SECONDS:g})")
     a.add_argument("--no-contours", action="store_true", help="leave the contours out of --json")

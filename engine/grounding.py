@@ -10,8 +10,10 @@ claim with the ProsodyReport:
 Each claim carries the measured value in words, so a reader can judge for themselves.
 
 What a claim is checked against (levels and thresholds: engine/prosody/levels.py):
-pitch level -> levels.pitch; pitch range -> range in semitones (wide > 9 st, narrow < 3 st);
-rising / falling -> the intonation shape; loudness -> levels.energy (recording gain moves it);
+pitch level -> levels.pitch, placed for the report's voice type (chosen, or assumed from the clip;
+none assumed: "not measured"); pitch range -> range in semitones (wide > 9 st, narrow < 3 st);
+rising / falling -> the intonation shape; loudness -> not checked (the recording's level is set
+by its gain as much as by the voice; the level is shown beside the claim);
 pace -> levels.speed (articulation rate); pauses -> pause count; trembling -> local jitter
 (> 1 %); breathy / hoarse -> HNR (< 7 dB); whisper -> voicing (< 30 % of speech voiced) or HNR
 (< 3 dB). The summary (describe) uses the same thresholds, so the two never disagree. The model
@@ -25,7 +27,7 @@ import re
 from dataclasses import asdict, dataclass
 
 from engine.prosody import ProsodyReport
-from engine.prosody.levels import is_rough, is_unsteady, is_whisper, range_level
+from engine.prosody.levels import VOICE_NOUNS, has_unplaced_pitch, is_rough, is_unsteady, is_whisper, range_level
 
 NEGATION_WINDOW = 3  # words before a phrase searched for a negation
 NEGATIONS = {"not", "no", "never", "without", "lacks", "lacking", "isn't", "wasn't", "aren't",
@@ -134,9 +136,12 @@ def _negated(text: str, start: int, attr: str, value: str) -> bool:
 
 
 def _pitch_level(r: ProsodyReport, value: str):
+    if has_unplaced_pitch(r):
+        return None, f"median {r.pitch.median_hz:.0f} Hz; no level without a voice type (choose one)"
     if r.levels.pitch is None:
         return None, "pitch not reliably measured"
-    return r.levels.pitch == value, f"median {r.pitch.median_hz:.0f} Hz ({r.levels.pitch})"
+    return r.levels.pitch == value, (f"median {r.pitch.median_hz:.0f} Hz ({r.levels.pitch} for "
+                                     f"{VOICE_NOUNS.get(r.voice_type.assumed, 'pooled norms')})")
 
 
 def _pitch_range(r: ProsodyReport, value: str):
@@ -156,10 +161,13 @@ def _contour(r: ProsodyReport, value: str):
 
 
 def _loudness(r: ProsodyReport, value: str):
+    """Never checked: the recording's level is set by its gain as much as by the voice (an angry
+    actor recorded quietly is loud at -43 dBFS), so a claim about vocal effort is shown beside
+    the recording level, not judged by it."""
     if r.levels.energy is None:
         return None, "no speech level measured"
-    level = {"loud": "high", "soft": "low"}[value]
-    return r.levels.energy == level, f"{r.energy.level_dbfs:.0f} dBFS ({r.levels.energy})"
+    return None, (f"recording level {r.energy.level_dbfs:.0f} dBFS: set by the microphone's gain "
+                  "as much as by the voice, so it cannot tell how loudly the person spoke")
 
 
 def _pace(r: ProsodyReport, value: str):

@@ -9,15 +9,15 @@ from engine.grounding import agreement, check, find_claims
 from engine.prosody import analyze, synth
 
 
-def report_of(x):
-    return analyze(from_array(x, 16000))
+def report_of(x, voice="auto"):
+    return analyze(from_array(x, 16000), voice=voice)
 
 
 @pytest.fixture(scope="module")
 def high_rising_loud():
-    # 200 -> 420 Hz over 2 s (12.8 st, p5-p95 ~11.5 st: wide), -12 dBFS while speaking
+    # 200 -> 420 Hz over 2 s (12.8 st, p5-p95 ~11.5 st: wide), -12 dBFS while speaking; a woman
     return report_of(synth.harmonic(lambda t: 200 * (420 / 200) ** (t / 2), 2.0, syllable_hz=4.0,
-                                    level_dbfs=-12.0))
+                                    level_dbfs=-12.0), voice="female")
 
 
 @pytest.fixture(scope="module")
@@ -40,27 +40,50 @@ def test_claims_that_match_the_audio_are_supported(high_rising_loud):
                    high_rising_loud)
     assert verdicts(claims) == [("pitch_level", "high", False, "supported"),
                                 ("contour", "rising", False, "supported"),
-                                ("loudness", "loud", False, "supported"),
+                                ("loudness", "loud", False, "not measured"),
                                 ("pitch_range", "wide", False, "supported")]
-    assert claims[0].measured.startswith("median 2") and "(high)" in claims[0].measured
+    assert claims[0].measured == "median 290 Hz (high for a woman)"
     assert agreement(claims) == 1.0
+
+
+def test_pitch_claims_are_checked_for_the_reports_voice_type():
+    """230 Hz is high for a man and ordinary for a woman; with no voice type assumed (290 Hz
+    fits a woman's raised voice, a child, a man's shout) a pitch claim cannot be checked."""
+    x = synth.harmonic(230, 1.5, syllable_hz=4.0)
+    said = "The pitch is high."
+    assert check(said, report_of(x, "male"))[0].verdict == "supported"
+    woman = check(said, report_of(x))[0]  # auto: a typical female voice
+    assert woman.verdict == "contradicted" and "(normal for a woman)" in woman.measured
+    unclear = check(said, report_of(synth.harmonic(290, 1.5, syllable_hz=4.0)))[0]
+    assert unclear.verdict == "not measured" and "no level without a voice type" in unclear.measured
 
 
 def test_the_same_claims_are_contradicted_by_a_low_flat_soft_voice(low_flat_soft):
     claims = check("A high-pitched, loud voice with a rising intonation and wide range.", low_flat_soft)
-    assert [c.verdict for c in claims] == ["contradicted"] * 4
+    assert [c.verdict for c in claims] == ["contradicted", "not measured", "contradicted", "contradicted"]
     assert [c.text for c in claims] == ["high-pitched", "loud", "rising intonation", "wide range"]
     assert agreement(claims) == 0.0
     ok = check("The speaker has a deep voice, speaks softly and in a monotone.", low_flat_soft)
     assert verdicts(ok) == [("pitch_level", "low", False, "supported"),
-                            ("loudness", "soft", False, "supported"),
+                            ("loudness", "soft", False, "not measured"),
                             ("pitch_range", "narrow", False, "supported")]
 
 
+def test_loudness_claims_are_shown_beside_the_recording_level_not_judged_by_it(low_flat_soft):
+    """The gain sets dBFS as much as the voice: an angry actor recorded quietly is loud at -43
+    dBFS, and the reward must not punish the model for saying so."""
+    quiet = report_of(synth.harmonic(150, 1.5, level_dbfs=-45.0, syllable_hz=4.0))
+    for said in ("He speaks in a loud voice.", "She speaks softly.", "The voice is not loud at all."):
+        [c] = check(said, quiet)
+        assert c.verdict == "not measured" and "recording level -45 dBFS" in c.measured
+        assert "gain" in c.measured
+    assert agreement(check("He speaks in a loud voice.", quiet)) is None
+
+
 def test_negation_flips_the_claim(high_rising_loud, low_flat_soft):
-    [c] = check("The voice is not loud at all.", low_flat_soft)
+    [c] = check("It is not a high-pitched voice.", low_flat_soft)
     assert c.negated and c.verdict == "supported"
-    [c] = check("The voice is not loud at all.", high_rising_loud)
+    [c] = check("It is not a high-pitched voice.", high_rising_loud)
     assert c.negated and c.verdict == "contradicted"
 
 

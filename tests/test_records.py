@@ -67,3 +67,11 @@ def test_label_output_elsewhere_feeds_the_next_step(tmp_path, synthetic_corpus):
     # a rerun recognises the clip under its rebased path: nothing is measured twice
     measured = out.with_suffix(".measured.jsonl")
     assert extract(clips, measured)["skipped"] == 1 and len(list(read_jsonl(measured))) == 1
+
+
+def test_a_records_gender_names_the_voice_type_for_pitch_levels():
+    from train.records import voice_type
+
+    assert [voice_type({"gender": g}) for g in ("Male", "female ", "Child", None, "unknown")] == \
+        ["male", "female", "child", "auto", "auto"]
+    assert voice_type({}) == "auto"

@@ -177,3 +177,36 @@ def test_the_bad_input_harness_finds_no_defect():
     summary = done.stdout.strip().splitlines()[-1]
     assert done.returncode == 0 and summary.endswith(" 0 defects"), done.stdout[-3000:]
     assert int(summary.split()[0]) >= 60  # the matrix, through both doors
+
+
+def test_the_real_speech_bench_reads_a_manifest_and_prints_the_errors(tmp_path):
+    """bench/realspeech.py on a folder laid out like ../shared/realspeech-dev, with espeak-ng
+    speech (real recordings stay out of the repository): the truth is the text's syllables."""
+    import json
+
+    import soundfile as sf
+
+    from engine.prosody import synth
+
+    rows = ["path\tcorpus\temotion\tgender\tspeaker\ttext\tsyllables"]
+    for i, (text, voice, gender, syllables) in enumerate([
+            ("Kids are talking by the door.", "en-us", "male", 6),  # a wrong manifest count: 7
+            ("Nobody knows what happened to the little boat yesterday.", "en-us+f3", "female", 15)]):
+        x, sr = synth.espeak(text, voice=voice, pitch=30 if gender == "male" else 70)
+        (tmp_path / "clips").mkdir(exist_ok=True)
+        sf.write(tmp_path / "clips" / f"{i}.wav", x, sr)
+        rows.append(f"clips/{i}.wav\tespeak\tneutral\t{gender}\ts{i}\t{text}\t{syllables}")
+    (tmp_path / "MANIFEST.tsv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out.json"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "realspeech.py"), str(tmp_path),
+                           "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    first, second = result["clips"]
+    assert (first["truth"], first["manifest_syllables"], second["truth"]) == (7, 6, 15)
+    assert " 6!" in done.stdout  # the disagreeing manifest count is flagged
+    for clip in result["clips"]:
+        assert clip["error"] == pytest.approx(abs(clip["counted"] - clip["truth"]) / clip["truth"])
+        assert clip["hnr_db"] > 0 and clip["praat_hnr_db"] > 0  # accuracy: tests/test_prosody.py
+    assert result["summary"]["all"]["mae"] == pytest.approx((first["error"] + second["error"]) / 2)
+    assert "mean absolute error" in done.stdout and "voice type 'auto'" in done.stdout

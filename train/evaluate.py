@@ -28,7 +28,7 @@ import numpy as np
 from engine.reasoning.options import GenerationOptions
 from engine.reasoning.parse import normalize_label, parse
 from engine.reasoning.prompts import LABELS
-from train.records import JsonlWriter, load_clip, read_jsonl
+from train.records import JsonlWriter, load_clip, read_jsonl, voice_type
 
 EVAL_MAX_NEW_TOKENS = 1024  # the released script's budget: results comparable with the paper's
 
@@ -122,7 +122,7 @@ def evaluate(model: str, data: Path, out: Path, judge: str = "fact", batch_size:
             clips = [load_clip(r, data.parent) for r in chunk]
             texts = generate_batch(loaded, clips, options)
             for r, clip, text in zip(chunk, clips, texts):
-                parsed, report = parse(text), analyze(clip)
+                parsed, report = parse(text), analyze(clip, voice=voice_type(r))
                 claims = check(parsed.think, report)
                 scores = grader.score(parsed.think, r, report) or fact.score(parsed.think, r, report)
                 predictions.write({"id": r["id"], "gold": r["gold"], "pred": parsed.label,

@@ -169,6 +169,7 @@ def rollout(policy, processor, record: dict, clip, recipe: Recipe, judges, gate_
 
     from engine.prosody import analyze
     from engine.reasoning.parse import normalize_label, parse
+    from train.records import voice_type
     from train.rewards import group_rewards
 
     judge, fact_judge = judges
@@ -187,7 +188,7 @@ def rollout(policy, processor, record: dict, clip, recipe: Recipe, judges, gate_
     mask = completion_mask(sequences, eos_ids(policy))
     texts = tokenizer.batch_decode(sequences * mask + (1 - mask) * (tokenizer.pad_token_id or 0),
                                    skip_special_tokens=True)
-    report = analyze(clip)
+    report = analyze(clip, voice=voice_type(record))
     thinks = [parse(t).think for t in texts]
     scores = [judge.score(t, record, report) or fact_judge.score(t, record, report)
               for t in thinks]  # a model judge that cannot answer: the fact judge

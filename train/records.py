@@ -102,6 +102,15 @@ def load_clip(record: Mapping[str, Any], base_dir: str | os.PathLike,
     return load_audio(audio_file(record, base_dir), max_seconds=max_seconds)
 
 
+def voice_type(record: Mapping[str, Any]) -> str:
+    """The voice type whose pitch norms fit the record's speaker (engine.prosody.levels): its
+    `gender` (Male / Female / Child) where known, else "auto"."""
+    from engine.prosody.levels import VOICE_TYPES
+
+    gender = str(record.get("gender") or "").strip().lower()
+    return gender if gender in VOICE_TYPES else "auto"
+
+
 def rebase(record: Mapping[str, Any], from_dir: str | os.PathLike,
            to_dir: str | os.PathLike) -> dict[str, Any]:
     """A copy of `record` whose relative `audio_path`, read from `from_dir`, resolves from

@@ -7,9 +7,39 @@
 
 Contours share one 10 ms time axis (frame centres 5, 15, 25 ... ms). Speech activity, the energy
 level and the pitch statistics follow the reference labelling pipeline (docs/paper.md §3); the rate
-without a transcript is the syllable-nuclei method of de Jong & Wempe (2009, Behavior Research
-Methods 41:385), intensity peaks in voiced speech. Unmeasurable values are None, never guesses:
-silence has no F0, no energy level and intonation "too_short".
+without a transcript counts syllable nuclei, intensity peaks in voiced speech (`syllable_nuclei`).
+Unmeasurable values are None, never guesses: silence has no F0, no energy level and intonation
+"too_short".
+
+Syllable nuclei, and how they depart from de Jong & Wempe (2009, Behavior Research Methods
+41:385), whose defaults over-counted acted emotional speech by a third (RAVDESS: 8-12 nuclei in
+7-syllable sentences) while counting read speech within 10 %:
+- Intensity of the 300-3300 Hz band, the band-pass pre-processing of the method's third version
+  (de Jong, Pacilly & Heeren 2021, Assessment in Education 28:456): vowels keep their formant
+  energy there, while the low-frequency murmur of voiced closures and nasals and the hiss of
+  fricatives, which make false peaks and fill dips, mostly fall outside it.
+- Peaks within 25 dB of the 99th percentile of the clip's own speech intensity (the method's
+  threshold, relative to the speaker, not to full scale: gain does not change the count), inside
+  the speech-activity mask, whose threshold follows the clip's noise floor.
+- The dip after a peak must exceed 2 dB (the method's) or a tenth of the clip's speech intensity
+  range (p5-p95), whichever is larger: a loud, dynamic voice ripples by more than 2 dB inside one
+  vowel, as F0 moves its harmonics across the formants. (A clip-wide range, not a local one; on
+  the real clips below this rule moves the error little: acted 15.5 % -> 14.3 %, read 6.4 % ->
+  5.9 %; the band and the spacing do most of the work.)
+- Nuclei closer than 80 ms are one nucleus (the louder peak): a syllable is a consonant-vowel
+  cycle of 100 ms or more even in fast speech (articulation rates stay under ~8 syllables/s,
+  Jacewicz et al. 2010), and the method's own 2 dB dip admits pitch-pulse ripples at 12-15 Hz.
+- Voiced at the peak (the method's), on this module's pitch track.
+Tried and measured, not adopted: merging peaks joined by continuous voicing and pitch (one
+vowel) removed the emotional over-count but cut read speech, whose syllables join through voiced
+consonants, by 16 %; a two-sided dip (Mermelstein 1975's convex-hull deficit) did the same.
+Known limit: a ripple slower than 12.5 Hz and deeper than ~4 dB inside a long vowel looks like
+two syllables to any intensity method; it is most of what remains of the acted over-count (+7 %).
+Measured with bench/realspeech.py (the 30 real clips of the development set, the texts' CMU
+dictionary counts as truth): mean absolute error 20.6 % -> 12.6 % (acted 23.2 % -> 14.3 %, read
+9.9 % -> 5.9 %); 12.5 % and 11.8 % with white noise added at 20 and 10 dB SNR, 11.7 % with the
+gain lowered by 30 dB; on 32 espeak-ng renderings of 8 sentences (4 voices, 140-230 words/min)
+5.3 % -> 3.5 %.
 """
 
 from __future__ import annotations
@@ -21,7 +51,7 @@ import numpy as np
 
 from engine.audio import DBFS_FLOOR, Clip
 from engine.prosody.intonation import Intonation, classify
-from engine.prosody.levels import DEFAULT_NORMS, LevelNorms, Levels
+from engine.prosody.levels import DEFAULT_NORMS, LevelNorms, Levels, VoiceType, assume_voice
 from engine.prosody.pitch import FRAME_STEP_S, frame_times, track_pitch
 
 # Speech activity (docs/paper.md §3): 25 ms RMS frames every 10 ms, threshold relative to the loud end
@@ -39,9 +69,13 @@ MIN_RATE_SPEECH_S = 0.5  # less speech than this gets a rate but no slow/normal/
 MIN_SPEECH_SNR_DB = ABOVE_FLOOR_DB
 # Pitch reliability (docs/paper.md §3); an unreliable pitch gets statistics but no level
 MIN_VOICED_FRAMES, MIN_VOICED_FRACTION = 25, 0.2
-# Syllable nuclei (de Jong & Wempe 2009 defaults)
+# Syllable nuclei (module docstring: de Jong & Wempe 2009, and where this departs from it)
 NUCLEI_SILENCE_DB = -25.0  # peaks must be within 25 dB of the 99th-percentile speech intensity
-NUCLEI_MIN_DIP_DB = 2.0  # and stand 2 dB above the dip that separates them from the next peak
+NUCLEI_MIN_DIP_DB = 2.0  # and stand 2 dB above the dip that separates them from the next peak,
+NUCLEI_DIP_OF_RANGE = 0.1  # or a tenth of the speech intensity range (p5-p95), if that is more
+NUCLEI_MIN_SPACING_S = 0.08  # nuclei closer than this are one (the louder)
+NUCLEI_BAND_HZ = (300.0, 3300.0)  # intensity of this band (Hann band filter, 100 Hz edges)
+NUCLEI_BAND_EDGE_HZ = 100.0
 NUCLEI_MIN_PITCH_HZ = 50.0  # Praat intensity window = 3.2 / 50 Hz = 64 ms
 # Praat measures intensity in dB re 2e-5 Pa, reading samples as pascals: full scale = 93.98 dB
 PRAAT_DB_AT_FULL_SCALE = 20.0 * np.log10(1.0 / 2e-5)
@@ -49,6 +83,14 @@ PRAAT_DB_AT_FULL_SCALE = 20.0 * np.log10(1.0 / 2e-5)
 # on the pitch analysis' 4 kHz waveform: 10x cheaper than at 16 kHz, and on 10 s of espeak-ng
 # speech jitter 1.088 % vs 1.116 %, shimmer 19.30 % vs 19.05 % (measured here)
 PERIOD_FLOOR_S, PERIOD_CEILING_S, MAX_PERIOD_FACTOR, MAX_AMPLITUDE_FACTOR = 1e-4, 0.02, 1.3, 1.6
+# HNR: Praat's Harmonicity (cc) standard arguments; Praat marks aperiodic frames -200 dB
+HNR_MIN_PITCH_HZ, HNR_SILENCE, HNR_UNVOICED_DB = 75.0, 0.1, -199.0
+# ... on an 8 kHz copy: the cc method searches every lag up to 1 / minimum pitch, so its cost grows
+# with the square of the rate (10 s of speech: 85 ms at 16 kHz, 28 ms at 8 kHz, on one core here),
+# and speech above 4 kHz adds little harmonic energy: on the 30 real clips of the development set
+# the mean is 1.2 dB above Praat's on the recording's own rate (16 kHz: 0.4 dB, for 3x the cost)
+HNR_RATE_HZ = 8000
+HNR_LOWEST_FACTOR = 0.9  # a voice whose 5th-percentile F0 is under 75 Hz / 0.9 lowers the minimum
 
 
 @dataclass(frozen=True)
@@ -73,9 +115,12 @@ class EnergyStats:
 
 @dataclass(frozen=True)
 class RateStats:
-    syllables_per_s: float | None  # nuclei / (last speech end - first speech start)
-    articulation_rate_sps: float | None  # nuclei / speaking time, pauses excluded
-    syllable_count: int
+    syllables_per_s: float | None  # overall rate: nuclei / (end of the last speech run - start
+    #   of the first): the whole utterance, pauses included, edge silence trimmed
+    articulation_rate_sps: float | None  # nuclei / speaking time: frames in the speech mask
+    #   (gaps under 60 ms bridged, runs under 50 ms dropped), pauses excluded
+    syllable_count: int  # syllable nuclei found (the quantity with a truth: a text's syllables)
+    nuclei_s: tuple[float, ...]  # time of each nucleus (the intensity peak), seconds
     speech_s: float  # seconds of detected speech
     pause_count: int  # silent gaps >= PAUSE_MIN_S inside the utterance
     pause_s: float  # their total duration
@@ -86,7 +131,7 @@ class RateStats:
 class VoiceQuality:
     jitter_local: float | None  # mean absolute period difference / mean period (fraction)
     shimmer_local: float | None  # mean absolute amplitude difference / mean amplitude (fraction)
-    hnr_db: float | None  # harmonics-to-noise ratio from Praat's autocorrelation strength
+    hnr_db: float | None  # Praat's Harmonicity (cc), mean over speech frames it finds periodic
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,6 +155,7 @@ class ProsodyReport:
     levels: Levels
     contours: Contours
     speech_found: bool = True  # the level is modulated like speech (MIN_SPEECH_SNR_DB)
+    voice_type: VoiceType = VoiceType("auto", None, "no voice type assumed")  # whose pitch norms
 
     def to_dict(self, contours: bool = True) -> dict[str, Any]:
         """JSON-safe dict (NaN -> None) in the CLI's `--json` layout."""
@@ -123,6 +169,7 @@ class ProsodyReport:
             "voice": _clean(asdict(self.voice), 4),
             "levels": asdict(self.levels),
             "speech_found": self.speech_found,
+            "voice_type": asdict(self.voice_type),
         }
         if contours:
             c = self.contours
@@ -132,11 +179,13 @@ class ProsodyReport:
         return out
 
 
-def analyze(clip: Clip, norms: LevelNorms = DEFAULT_NORMS, gender: str | None = None) -> ProsodyReport:
+def analyze(clip: Clip, norms: LevelNorms = DEFAULT_NORMS, voice: str | None = "auto") -> ProsodyReport:
     """Measure pitch, energy, rate, intonation and voice quality of a clip with Praat. `norms`
-    (and the speaker's `gender`, if known) turn measurements into low/normal/high levels."""
+    turn measurements into low/normal/high levels, the pitch by the cuts of the `voice` type
+    ("male", "female", "child", or "auto": assumed from the clip where unambiguous)."""
     import parselmouth
 
+    assume_voice(voice, None)  # an unknown voice type is refused before the work
     x, sr = clip.samples, clip.sample_rate_hz
     times = frame_times(clip.duration_s)
     frame_db = frame_levels(x, sr, times)
@@ -148,22 +197,24 @@ def analyze(clip: Clip, norms: LevelNorms = DEFAULT_NORMS, gender: str | None = 
     pitch = _pitch_stats(f0_speech, speech, track.floor_hz, track.ceiling_hz)
     f0_st = 12.0 * np.log2(f0 / pitch.median_hz) if pitch.median_hz else np.full_like(f0, np.nan)
 
-    intensity = parselmouth.Sound(x.astype(np.float64), sr).to_intensity(
-        minimum_pitch=NUCLEI_MIN_PITCH_HZ, time_step=FRAME_STEP_S, subtract_mean=False)
-    intensity_db = _intensity_on_axis(intensity, times)
+    intensity_db = _intensity_on_axis(parselmouth.Sound(x.astype(np.float64), sr), times)
+    band_db = _intensity_on_axis(parselmouth.Sound(band_pass(x, sr), sr), times)
 
     energy = _energy(frame_db, speech)
-    rate = _rate(times, speech, intensity_db, f0)
+    rate = _rate(times, speech, band_db, f0)
     intonation = classify(times, f0_speech, long_pauses=rate.pause_count, frame_s=FRAME_STEP_S)
-    voice = _voice_quality(track, f0_speech, pitch.reliable)
+    quality = _voice_quality(track, f0_speech, pitch.reliable, x, sr, times, speech)
     speech_found = energy.snr_db is not None and energy.snr_db >= MIN_SPEECH_SNR_DB
+    voice_type = assume_voice(voice, pitch.median_hz if pitch.reliable and speech_found else None,
+                              "no reliable pitch" if speech_found else "no speech found")
     levels = norms.levels(pitch.median_hz if pitch.reliable else None, energy.level_dbfs,
                           rate.articulation_rate_sps if rate.speech_s >= MIN_RATE_SPEECH_S else None,
-                          gender) if speech_found else Levels(None, None, None)
+                          voice_type.assumed) if speech_found else Levels(None, None, None)
     return ProsodyReport(
         duration_s=clip.duration_s, sample_rate_hz=sr, pitch=pitch, energy=energy, rate=rate,
-        intonation=intonation, voice=voice, levels=levels,
-        contours=Contours(times, f0, f0_st, intensity_db, speech), speech_found=speech_found)
+        intonation=intonation, voice=quality, levels=levels,
+        contours=Contours(times, f0, f0_st, intensity_db, speech), speech_found=speech_found,
+        voice_type=voice_type)
 
 
 def frame_levels(x: np.ndarray, sr: int, times_s: np.ndarray) -> np.ndarray:
@@ -231,7 +282,26 @@ def _pitch_stats(f0_speech: np.ndarray, speech: np.ndarray, floor: float, ceilin
                       fraction, bool(reliable), floor, ceiling)
 
 
-def _intensity_on_axis(intensity, times: np.ndarray) -> np.ndarray:
+def band_pass(x: np.ndarray, sr: int, band_hz=NUCLEI_BAND_HZ,
+              edge_hz: float = NUCLEI_BAND_EDGE_HZ) -> np.ndarray:
+    """`x` with only `band_hz` left, as Praat's "Filter (pass Hann band)" does it: zero phase, in
+    the frequency domain, the gain rising as sin^2 from 0 at (low - edge) through 0.5 at low to 1
+    at (low + edge), and falling likewise around high (capped below the Nyquist frequency)."""
+    from scipy import fft
+
+    n = fft.next_fast_len(len(x), real=True)
+    spectrum = fft.rfft(x.astype(np.float64), n)
+    f = np.fft.rfftfreq(n, 1.0 / sr)
+    low, high = band_hz[0], min(band_hz[1], sr / 2 - edge_hz)
+    gain = np.clip(np.minimum(f - (low - edge_hz), (high + edge_hz) - f) / (2 * edge_hz), 0, 1)
+    spectrum *= 0.5 - 0.5 * np.cos(np.pi * gain)
+    return fft.irfft(spectrum, n)[: len(x)]
+
+
+def _intensity_on_axis(sound, times: np.ndarray) -> np.ndarray:
+    """Praat intensity (window 3.2 / 50 Hz, mean kept) in dB re full scale on the frame axis."""
+    intensity = sound.to_intensity(minimum_pitch=NUCLEI_MIN_PITCH_HZ, time_step=FRAME_STEP_S,
+                                   subtract_mean=False)
     values = intensity.values[0]
     if len(values) == 0:
         return np.full(len(times), DBFS_FLOOR)
@@ -251,7 +321,7 @@ def _energy(frame_db: np.ndarray, speech: np.ndarray) -> EnergyStats:
 def _rate(times, speech, intensity_db, f0) -> RateStats:
     spans = runs(speech)
     if not spans:
-        return RateStats(None, None, 0, 0.0, 0, 0.0, ())
+        return RateStats(None, None, 0, (), 0.0, 0, 0.0, ())
     speech_s = float(speech.sum() * FRAME_STEP_S)
     gaps = [(b1, a2) for (_, b1), (a2, _) in zip(spans, spans[1:])]
     pauses = tuple((round(b * FRAME_STEP_S, 3), round(a * FRAME_STEP_S, 3))
@@ -260,42 +330,86 @@ def _rate(times, speech, intensity_db, f0) -> RateStats:
     span_s = (spans[-1][1] - spans[0][0]) * FRAME_STEP_S
     return RateStats(
         syllables_per_s=len(nuclei) / span_s, articulation_rate_sps=len(nuclei) / speech_s,
-        syllable_count=len(nuclei), speech_s=speech_s, pause_count=len(pauses),
+        syllable_count=len(nuclei), nuclei_s=tuple(round(float(times[i]), 3) for i in nuclei),
+        speech_s=speech_s, pause_count=len(pauses),
         pause_s=round(sum(b - a for a, b in pauses), 3), pauses=pauses)
 
 
 def syllable_nuclei(intensity_db: np.ndarray, speech: np.ndarray, voiced: np.ndarray) -> list[int]:
-    """Frame indices of syllable nuclei: intensity peaks in speech within 25 dB of the loud end,
-    separated from the next peak by a dip of at least 2 dB, and voiced (de Jong & Wempe 2009)."""
+    """Frame indices of syllable nuclei in a band intensity contour (module docstring): peaks in
+    speech within 25 dB of its 99th percentile, followed by a dip of more than 2 dB or a tenth of
+    the speech intensity range, voiced, and at least 80 ms apart."""
     if not speech.any():
         return []
-    threshold = np.percentile(intensity_db[speech], 99) + NUCLEI_SILENCE_DB
     y = intensity_db
+    p5, p95, p99 = np.percentile(y[speech], [5, 95, 99])
+    threshold = p99 + NUCLEI_SILENCE_DB
+    min_dip = max(NUCLEI_MIN_DIP_DB, NUCLEI_DIP_OF_RANGE * (p95 - p5))
+    spacing = int(round(NUCLEI_MIN_SPACING_S / FRAME_STEP_S))
     inner = (y[1:-1] > y[:-2]) & (y[1:-1] >= y[2:])
     peaks = [i for i in (np.flatnonzero(inner) + 1) if speech[i] and y[i] > threshold]
-    kept = []
+    kept: list[int] = []
     for k, p in enumerate(peaks):
         nxt = peaks[k + 1] if k + 1 < len(peaks) else len(y)
-        dip = y[p:nxt].min() if nxt > p else y[p]
-        if y[p] - dip > NUCLEI_MIN_DIP_DB and voiced[p]:
-            kept.append(p)
+        if y[p] - y[p:nxt].min() <= min_dip or not voiced[p]:
+            continue
+        if kept and p - kept[-1] < spacing:
+            if y[p] > y[kept[-1]]:
+                kept[-1] = p
+            continue
+        kept.append(p)
     return kept
 
 
-def _voice_quality(track, f0_speech: np.ndarray, reliable: bool) -> VoiceQuality:
-    voiced = np.isfinite(f0_speech)
+def _voice_quality(track, f0_speech: np.ndarray, reliable: bool, samples: np.ndarray, sr: int,
+                   times: np.ndarray, speech: np.ndarray) -> VoiceQuality:
     if not reliable or track.pitch is None:
         return VoiceQuality(None, None, None)
     from parselmouth.praat import call
 
-    r = np.clip(track.strength[voiced], 1e-6, 1 - 1e-6)
-    hnr = float(np.mean(10.0 * np.log10(r / (1.0 - r))))
     points = call([track.sound, track.pitch], "To PointProcess (cc)")
     jitter = call(points, "Get jitter (local)", 0, 0, PERIOD_FLOOR_S, PERIOD_CEILING_S,
                   MAX_PERIOD_FACTOR)
     shimmer = call([track.sound, points], "Get shimmer (local)", 0, 0, PERIOD_FLOOR_S,
                    PERIOD_CEILING_S, MAX_PERIOD_FACTOR, MAX_AMPLITUDE_FACTOR)
-    return VoiceQuality(_finite(jitter), _finite(shimmer), hnr)
+    lowest_hz = float(np.nanpercentile(f0_speech, 5))
+    return VoiceQuality(_finite(jitter), _finite(shimmer), harmonicity_db(
+        samples, sr, times, speech, HNR_LOWEST_FACTOR * lowest_hz))
+
+
+def harmonicity_db(samples: np.ndarray, sr: int, times: np.ndarray, speech: np.ndarray,
+                   floor_hz: float = HNR_MIN_PITCH_HZ) -> float | None:
+    """Praat's Harmonicity (cc) with its standard arguments (10 ms steps, 75 Hz minimum pitch, or
+    `floor_hz` when lower, for very low voices; silence threshold 0.1, one period per window;
+    Boersma 1993) on an HNR_RATE_HZ copy, averaged as Praat's "Get mean" does over the frames it
+    finds periodic (not -200 dB), here those inside `speech`; None when there are none. Only the
+    speech runs are analysed (each with two windows of margin: half the work on recordings with
+    silence), their silence threshold scaled to stay relative to the whole clip's peak as Praat's
+    is: on the 30 real clips the mean moves by less than 0.1 dB."""
+    import parselmouth
+
+    from engine.audio import resample
+
+    x = resample(samples, sr, HNR_RATE_HZ) if sr > HNR_RATE_HZ else samples
+    x, rate = x.astype(np.float64), min(sr, HNR_RATE_HZ)
+    minimum_pitch = min(HNR_MIN_PITCH_HZ, floor_hz)
+    margin = int(np.ceil(2.0 * rate / minimum_pitch))  # the window and the longest lag
+    peak = float(np.max(np.abs(x))) if len(x) else 0.0
+    found = []
+    for a, b in runs(speech):
+        start = max(int(times[a] * rate) - margin, 0)
+        part = x[start:min(int(np.ceil(times[b - 1] * rate)) + margin, len(x))]
+        part_peak = float(np.max(np.abs(part))) if len(part) else 0.0
+        if part_peak <= 0.0 or len(part) < 2 * margin:
+            continue
+        harmonicity = parselmouth.Sound(part, rate, start_time=start / rate).to_harmonicity_cc(
+            time_step=FRAME_STEP_S, minimum_pitch=minimum_pitch,
+            silence_threshold=min(HNR_SILENCE * peak / part_peak, 1.0), periods_per_window=1.0)
+        frame = np.rint((harmonicity.xs() - times[0]) / FRAME_STEP_S).astype(int)
+        values = harmonicity.values[0][(frame >= a) & (frame < b)]
+        found.append(values[np.isfinite(values) & (values > HNR_UNVOICED_DB)])
+    periodic = np.concatenate(found) if found else np.array([])
+    return float(np.mean(periodic)) if periodic.size else None
 
 
 def _finite(x) -> float | None:

@@ -11,7 +11,15 @@ unsteady).
 from __future__ import annotations
 
 from engine.prosody.analysis import ProsodyReport
-from engine.prosody.levels import is_rough, is_unsteady, range_level
+from engine.prosody.levels import (
+    TYPICAL_F0_HZ,
+    VOICE_NOUNS,
+    has_unplaced_pitch,
+    is_rough,
+    is_unsteady,
+    range_level,
+    semitones_from_typical,
+)
 
 _SPREAD = {"narrow": "narrow, close to a monotone", "moderate": "moderate",
            "wide": "wide and lively"}
@@ -43,8 +51,7 @@ def describe(report: ProsodyReport) -> list[str]:
     else:
         spread = _SPREAD[range_level(p.range_st)]
         caveat = "" if p.reliable else " (little voicing: treat with care)"
-        voice = f"{_level(lv.pitch)} voice, around" if lv.pitch else "around"  # no level, no guess
-        lines.append(f"Pitch: {voice} {p.median_hz:.0f} Hz; the range is "
+        lines.append(f"Pitch: {_pitch_words(report)}; the range is "
                      f"{spread} ({p.range_st:.1f} semitones){caveat}.")
     lines.append(f"Intonation: the melody {_SHAPES[i.label]}"
                  + (f", changing {i.delta_st:+.1f} semitones from start to end." if i.delta_st is not None
@@ -52,9 +59,11 @@ def describe(report: ProsodyReport) -> list[str]:
     if e.level_dbfs is None:
         lines.append("Loudness: the clip is silent.")
     else:
-        lines.append(f"Loudness: {_level(lv.energy, 'soft', 'moderate', 'loud')} "
-                     f"({e.level_dbfs:.0f} dB re full scale while speaking, "
-                     f"{e.snr_db:.0f} dB above the background).")
+        recording = _level(lv.energy, "a quiet recording", "a recording at an ordinary level",
+                           "a loud recording")
+        lines.append(f"Loudness: {recording} ({e.level_dbfs:.0f} dB re full scale while speaking, "
+                     f"{e.snr_db:.0f} dB above the background; the microphone's gain sets this "
+                     "as much as the voice does).")
     if r.articulation_rate_sps is not None:
         pauses = ("no pauses" if r.pause_count == 0 else
                   f"{r.pause_count} pause{'s' if r.pause_count > 1 else ''} ({r.pause_s:.1f} s in all)")
@@ -67,6 +76,29 @@ def describe(report: ProsodyReport) -> list[str]:
         jitter = f", jitter {100 * v.jitter_local:.1f} %" if v.jitter_local is not None else ""
         lines.append(f"Voice: {' and '.join(words)} (harmonics-to-noise {v.hnr_db:.0f} dB{jitter}).")
     return lines
+
+
+def _pitch_words(report: ProsodyReport) -> str:
+    """"a high voice for a woman ..., around 290 Hz", or without a voice type the Hz and the
+    semitones from a typical woman's and man's voice, with no level."""
+    p, level, vt = report.pitch, report.levels.pitch, report.voice_type
+    if level and vt.assumed:
+        assumed = " (assumed from the clip: choose the voice type if wrong)" \
+            if vt.requested == "auto" else ""
+        return (f"{_level(level)} voice for {VOICE_NOUNS[vt.assumed]}{assumed}, around "
+                f"{p.median_hz:.0f} Hz")
+    if has_unplaced_pitch(report):
+        st = semitones_from_typical(p.median_hz)
+        return (f"around {p.median_hz:.0f} Hz ({_signed(st['female'])} a typical woman's "
+                f"{TYPICAL_F0_HZ['female']:.0f} Hz, {_signed(st['male'])} a typical man's "
+                f"{TYPICAL_F0_HZ['male']:.0f} Hz; no level, as this pitch fits more than one voice "
+                "type: choose one to get a level)")
+    return f"around {p.median_hz:.0f} Hz"  # no level, no guess
+
+
+def _signed(semitones: float) -> str:
+    return f"{abs(semitones):.1f} semitones {'above' if semitones >= 0 else 'below'}"
+
 
 
 def _level(level: str | None, low: str = "a low", normal: str = "a medium",

@@ -35,7 +35,6 @@ class PitchTrack:
     """F0 on the common axis, with what the voice-quality measures need from Praat."""
 
     f0_hz: np.ndarray  # [n_frames] float, NaN where unvoiced
-    strength: np.ndarray  # [n_frames] Praat's normalised autocorrelation peak r (0..1), NaN unvoiced
     floor_hz: float  # the second-pass search range actually used
     ceiling_hz: float
     sound: object = None  # parselmouth.Sound at ANALYSIS_RATE_HZ (for the point process)
@@ -61,26 +60,24 @@ def track_pitch(samples: np.ndarray, sample_rate_hz: int, times_s: np.ndarray) -
     nan = np.full(len(times_s), np.nan)
     first_step = min(max(sound.duration / FIRST_PASS_FRAMES, 2 * FRAME_STEP_S), 20 * FRAME_STEP_S)
     if sound.duration < 3.0 / SEARCH_FLOOR_HZ + first_step:
-        return PitchTrack(nan, nan.copy(), SEARCH_FLOOR_HZ, SEARCH_CEILING_HZ, sound)
+        return PitchTrack(nan, SEARCH_FLOOR_HZ, SEARCH_CEILING_HZ, sound)
 
     first = sound.to_pitch_ac(time_step=first_step, pitch_floor=SEARCH_FLOOR_HZ,
                               pitch_ceiling=SEARCH_CEILING_HZ,
                               max_number_of_candidates=MAX_CANDIDATES)
     f1 = first.selected_array["frequency"]
     if np.count_nonzero(f1) < 2:
-        return PitchTrack(nan, nan.copy(), SEARCH_FLOOR_HZ, SEARCH_CEILING_HZ, sound)
+        return PitchTrack(nan, SEARCH_FLOOR_HZ, SEARCH_CEILING_HZ, sound)
     median = float(np.median(f1[f1 > 0]))
     floor = max(SECOND_PASS[0] * median, 30.0)
     ceiling = min(SECOND_PASS[1] * median, 0.45 * ANALYSIS_RATE_HZ)
     if sound.duration < 3.0 / floor + FRAME_STEP_S:
-        return PitchTrack(nan, nan.copy(), floor, ceiling, sound)
+        return PitchTrack(nan, floor, ceiling, sound)
     second = sound.to_pitch_ac(time_step=FRAME_STEP_S, pitch_floor=floor, pitch_ceiling=ceiling,
                                max_number_of_candidates=MAX_CANDIDATES)
     arr = second.selected_array
     f0 = _on_axis(second.xs(), np.where(arr["frequency"] > 0, arr["frequency"], np.nan), times_s)
-    strength = _on_axis(second.xs(), np.where(arr["frequency"] > 0, arr["strength"], np.nan),
-                        times_s)
-    return PitchTrack(repair_octaves(f0), strength, floor, ceiling, sound, second)
+    return PitchTrack(repair_octaves(f0), floor, ceiling, sound, second)
 
 
 def repair_octaves(f0_hz: np.ndarray) -> np.ndarray:

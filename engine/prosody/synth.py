@@ -3,6 +3,8 @@
 - `harmonic(f0_hz, ...)`: a voiced, speech-like signal with an exact F0 contour (phase
   accumulation), chosen harmonics, spectral tilt, and syllable-like amplitude modulation.
 - `speechlike(seconds)`: syllables with a declining, wandering F0 and pauses, for benchmarks.
+- `syllables(n, ...)`: exactly n syllables, optionally with the intensity ripples inside each
+  vowel that expressive speech has (the truth for syllable counting).
 - `espeak(text, ...)`: real synthetic speech from espeak-ng (Debian package `espeak-ng`), with
   its pitch, range, rate and amplitude controls.
 
@@ -62,6 +64,26 @@ def speechlike(seconds: float, *, sr: int = RATE, f0_hz: float = 120.0, seed: in
     x[(t % pause_every_s) > pause_every_s - 0.35] = 0.0
     x += 10 ** (-60 / 20) * rng.standard_normal(len(x))
     return x.astype(np.float32)
+
+
+def syllables(n: int, *, f0_hz: float = 220.0, syllable_s: float = 0.22, gap_s: float = 0.09,
+              ripple: float = 0.0, ripple_hz: float = 13.0, vibrato_st: float = 2.0,
+              gap_db: float = -30.0, level_dbfs: float = -20.0, sr: int = RATE) -> np.ndarray:
+    """`n` syllables (a voiced sine-shaped swell of `syllable_s` each, `gap_s` between them at
+    `gap_db` re the peak, 0.2 s of silence either side) whose F0 swings +-`vibrato_st` semitones at 1.7 Hz.
+    `ripple` > 0 modulates the level inside every syllable by 1 +- ripple at `ripple_hz`, as F0
+    moving harmonics across formants does in expressive speech (0.45: an 8 dB ripple)."""
+    period = syllable_s + gap_s
+    duration = n * period + 0.4
+    t = np.arange(int(round(duration * sr))) / sr
+    phase = (t - 0.2) % period
+    spoken = (t >= 0.2) & (t < 0.2 + n * period)
+    swell = np.sin(np.pi * np.clip(phase / syllable_s, 0.0, 1.0)) ** 0.7
+    env = np.where(spoken & (phase < syllable_s), swell, 0.0) * (1 + ripple * np.sin(2 * np.pi * ripple_hz * t))
+    env += 10 ** (gap_db / 20) * spoken
+    x = harmonic(lambda tt: f0_hz * 2 ** (vibrato_st * np.sin(2 * np.pi * 1.7 * tt) / 12), duration,
+                 sr=sr) * env
+    return scale_to(x, level_dbfs)
 
 
 def scale_to(x: np.ndarray, level_dbfs: float) -> np.ndarray:
