@@ -13,9 +13,10 @@ import numpy as np
 
 from app import figures, render
 from app.service import Busy, ModelService, Waiting
-from engine.audio import MIN_SECONDS, SAMPLE_RATE_HZ, AudioError, Clip, from_array, load_audio, to_pcm16
+from engine.audio import MIN_SECONDS, SAMPLE_RATE_HZ, Clip, from_array, load_audio, to_pcm16
 from engine.grounding import check
 from engine.prosody import ProsodyReport, analyze
+from engine.prosody.levels import assume_voice
 from engine.reasoning.options import MAX_SEED, GenerationOptions
 from engine.reasoning.reasoner import Answer, Done, GenerationError, TextDelta
 
@@ -38,12 +39,12 @@ class Handlers:
 
     # --- prosody ---------------------------------------------------------------------------
 
-    def prosody(self, audio_path, unit="Hz"):
-        """A clip arrived: its contours and summary, at once."""
+    def prosody(self, audio_path, unit="Hz", voice="auto"):
+        """A clip arrived (or its voice type changed): its contours and summary, at once."""
         if not audio_path:
             return (figures.placeholder_figure(), "_Record or upload a clip to see how it was said._",
                     None)
-        clip, report = self._measure(audio_path)
+        clip, report = self._measure(audio_path, voice)
         return (figures.prosody_figure(report, clip, unit=unit),
                 render.summary_markdown(report, clip), report.to_dict(contours=False))
 
@@ -102,9 +103,10 @@ class Handlers:
     def status(self):
         return render.status_markdown(*self.service.status())
 
-    def reason(self, audio_path, max_new_tokens, temperature, seed, request: gr.Request):
+    def reason(self, audio_path, max_new_tokens, temperature, seed, request: gr.Request,
+               voice="auto"):
         """Stream the model's reasoning, then its answer with nine confidences and the claims
-        checked against the measured prosody."""
+        checked against the measured prosody (pitch levels for the `voice` type)."""
         if not audio_path:
             raise gr.Error("Record or upload a clip first.")
         state, message = self.service.status()
@@ -115,7 +117,7 @@ class Handlers:
             max_new_tokens=_whole(max_new_tokens, "max new tokens", 1, MAX_API_TOKENS),
             temperature=_number(temperature, "temperature", 0.0, 2.0),
             seed=None if seed in (None, "", -1) else _whole(seed, "seed", 0, MAX_SEED))
-        clip, report = self._measure(audio_path)
+        clip, report = self._measure(audio_path, voice)
         stop = self._stop_event(request)
         stop.clear()  # a Stop pressed while nothing ran must not end this run
         think, answer, last = "", None, 0.0
@@ -145,18 +147,33 @@ class Handlers:
         except GenerationError as exc:
             raise gr.Error(f"The model failed on this clip: {exc}") from None
 
+    def reason_changed(self, changed_path, max_new_tokens, temperature, seed, request: gr.Request,
+                       original_path=None, voice="auto"):
+        """The lab's question about the changed clip, its pitch placed for the original speaker's
+        voice type: a man raised by 5 semitones is still a man, not "a typical woman"."""
+        if changed_path:
+            voice = self.speaker_voice(original_path, voice)
+        yield from self.reason(changed_path, max_new_tokens, temperature, seed, request, voice)
+
+    def speaker_voice(self, original_path, voice="auto") -> str:
+        """The voice type chosen, or for "auto" the one assumed from the original clip."""
+        if voice != "auto" or not original_path:
+            return voice
+        return self._measure(original_path)[1].voice_type.assumed or "auto"
+
     def stop(self, request: gr.Request):
         """The Stop button: ends this session's generation at the next token."""
         self._stop_event(request).set()
 
     # --- helpers --------------------------------------------------------------------------
 
-    def _measure(self, audio_path) -> tuple[Clip, ProsodyReport]:
+    def _measure(self, audio_path, voice="auto") -> tuple[Clip, ProsodyReport]:
         try:
+            assume_voice(voice, None)  # before the clip: a wrong parameter is not the clip's fault
             clip = load_audio(audio_path, max_seconds=self.max_seconds)
-        except AudioError as exc:
+        except ValueError as exc:  # AudioError is one too
             raise gr.Error(str(exc)) from None
-        return clip, analyze(clip)
+        return clip, analyze(clip, voice=voice)
 
     def _stop_event(self, request: gr.Request | None) -> threading.Event:
         key = getattr(request, "session_hash", None) or "anonymous"

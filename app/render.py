@@ -25,6 +25,8 @@ def summary_markdown(report: ProsodyReport, clip: Clip) -> str:
     if clip.source_channels > 1:
         notes.append(f"{clip.source_channels} channels mixed to mono")
     head = f"**{clip.duration_s:.1f} s** at {clip.source_rate_hz} Hz"
+    if report.speech_found and report.pitch.reliable:
+        head += f" · voice type: {html.escape(report.voice_type.reason)}"
     body = "\n".join(f"- {line}" for line in describe(report))
     tail = f"\n\n_Note: {'; '.join(notes)}._" if notes else ""
     return f"{head}\n\n{body}{tail}"

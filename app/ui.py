@@ -2,8 +2,9 @@
 
     python app.py            # see app/settings.py for the flags and environment variables
 
-Named API endpoints (gradio_client): /prosody (clip -> figure, summary, measurements),
-/reason (clip, settings -> streamed reasoning, nine confidences, checked claims),
+Named API endpoints (gradio_client): /prosody (clip, pitch unit, voice type -> figure, summary,
+measurements), /reason (clip, settings, voice type -> streamed reasoning, nine confidences,
+checked claims),
 /manipulate (clip, pitch shift, range, tilt, tempo, gain -> re-synthesised clip, overlay),
 /compare (two clips -> overlay, two summaries). Everything else is private.
 """
@@ -19,6 +20,7 @@ from app.guard import LoopbackGuard, is_loopback
 from app.handlers import Handlers
 from app.service import ModelService
 from app.settings import Settings
+from engine.prosody.levels import VOICE_TYPES
 from engine.reasoning.prompts import LABELS
 
 REASON_TOKENS = 1024  # the page's default token budget: its decode step is compiled at warm-up
@@ -66,6 +68,9 @@ def build(settings: Settings, service: ModelService) -> gr.Blocks:
                     unit = gr.Radio(["Hz", "st"], value="Hz", label="pitch unit", scale=0)
                     plot = gr.Plot(figures.placeholder_figure(), elem_id="plot",
                                    label="Pitch over the waveform, intensity below")
+                    voice = gr.Radio(list(VOICE_TYPES), value="auto", elem_id="voice",
+                                     label="voice type: whose pitch counts as low or high "
+                                           "(auto: assumed from the clip where it is clear)")
                     summary = gr.Markdown("_Record or upload a clip to see how it was said._",
                                           elem_id="summary")
                     measurements = gr.JSON(label="Measurements", visible=False)
@@ -116,12 +121,13 @@ def build(settings: Settings, service: ModelService) -> gr.Blocks:
             claims_a, claims_b = gr.State(""), gr.State("")
 
         # --- wiring ----------------------------------------------------------------------------
-        prosody_io = dict(inputs=[audio, unit], outputs=[plot, summary, measurements])
+        prosody_io = dict(inputs=[audio, unit, voice], outputs=[plot, summary, measurements])
         audio.change(h.prosody, api_name="prosody", queue=False, show_progress="hidden", **prosody_io)
         unit.change(h.prosody, api_visibility="private", **prosody_io)
+        voice.change(h.prosody, api_visibility="private", **prosody_io)
         settings_in = [max_tokens, temperature, seed]
         reason_event = analyse.click(h.prosody, api_visibility="private", **prosody_io).then(
-            h.reason, [audio, *settings_in], [reasoning, label, claims], api_name="reason",
+            h.reason, [audio, *settings_in, voice], [reasoning, label, claims], api_name="reason",
             concurrency_limit=None)
         stop.click(h.stop, None, None, cancels=[reason_event], api_visibility="private", queue=False)
         live_mic.stream(h.live_pitch, [live_state, live_mic], [live_plot, live_state],
@@ -130,8 +136,9 @@ def build(settings: Settings, service: ModelService) -> gr.Blocks:
         live_mic.stop_recording(h.live_done, live_state, [audio, live_state], api_visibility="private")
         resynth.click(h.manipulate, [audio, shift, prange, tilt, tempo, gain], [lab_audio, lab_plot],
                       api_name="manipulate")
-        lab_go.click(h.reason, [lab_audio, *settings_in], [lab_reasoning, lab_label, lab_claims],
-                     api_visibility="private", concurrency_limit=None)
+        lab_go.click(h.reason_changed, [lab_audio, *settings_in, audio, voice],
+                     [lab_reasoning, lab_label, lab_claims], api_visibility="private",
+                     concurrency_limit=None)
         compare_btn.click(h.compare, [clip_a, clip_b], [compare_plot, summary_a, summary_b],
                           api_name="compare")
         reason_a_btn.click(h.reason, [clip_a, *settings_in], [reasoning_a, label_a, claims_a],

@@ -51,6 +51,26 @@ def test_prosody_endpoint_returns_the_measured_contours(client, clip_file):
     assert report.intonation.label.replace("_", " ") in fig["plot"]  # annotated in the title
 
 
+def test_the_voice_type_sets_the_pitch_level_and_is_shown(client, tmp_path):
+    """A 165 Hz voice: no level until a voice type is chosen; then low for a woman, high for a man."""
+    from gradio_client import handle_file
+
+    path = tmp_path / "mid.wav"
+    sf.write(path, synth.harmonic(165, 1.5, syllable_hz=4.0), 16000)
+    _, auto, m = client.predict(handle_file(str(path)), "Hz", "auto", api_name="/prosody")
+    assert m["levels"]["pitch"] is None and "none assumed" in auto and "no level" in auto
+    _, female, m = client.predict(handle_file(str(path)), "Hz", "female", api_name="/prosody")
+    assert m["levels"]["pitch"] == "low" and "a low voice for a woman" in female
+    _, _, m = client.predict(handle_file(str(path)), "Hz", "male", api_name="/prosody")
+    assert m["levels"]["pitch"] == "high" and m["voice_type"]["requested"] == "male"
+    _, _, m = client.predict(handle_file(str(path)), "Hz", api_name="/prosody")  # default: auto
+    assert m["voice_type"]["requested"] == "auto"
+    reasoning, _, _ = client.predict(handle_file(str(path)), 8, 0.0, -1, "female", api_name="/reason")
+    assert "8 tokens" in reasoning  # /reason takes the voice type for its grounding check
+    with pytest.raises(Exception, match="not in the list of choices"):  # gradio checks the Radio
+        client.predict(handle_file(str(path)), "Hz", "tenor", api_name="/prosody")
+
+
 def test_reason_endpoint_streams_then_answers_with_nine_scores(client, clip_file):
     from gradio_client import handle_file
 

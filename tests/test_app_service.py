@@ -177,3 +177,21 @@ def test_the_models_words_are_shown_as_text_never_as_markup():
     shown = reasoning_markdown(said, answer="[happy](http://evil.example)")
     assert "![" not in shown and "](" not in shown and "<img" not in shown
     assert "\\[here\\]" in shown and "pitch rises" in shown
+
+
+def test_the_lab_places_a_changed_pitch_for_the_original_speakers_voice(tmp_path):
+    """A man raised by 5 semitones (140 -> 187 Hz) is still a man: "auto" would place 187 Hz
+    nowhere (or as a woman's), so the lab asks with the original clip's assumed voice type."""
+    import soundfile as sf
+
+    from app.handlers import Handlers
+
+    h = Handlers(ModelService("x", enabled=False), max_seconds=30)
+    original, changed = tmp_path / "man.wav", tmp_path / "raised.wav"
+    sf.write(original, synth.harmonic(140, 1.5, syllable_hz=4.0), 16000)
+    sf.write(changed, synth.harmonic(140 * 2 ** (5 / 12), 1.5, syllable_hz=4.0), 16000)
+    assert h.speaker_voice(str(original)) == "male"
+    assert h.speaker_voice(str(original), "female") == "female"  # a choice is kept
+    assert h.speaker_voice(None) == "auto"
+    _, report = h._measure(str(changed), h.speaker_voice(str(original)))
+    assert report.levels.pitch == "high" and report.voice_type.assumed == "male"

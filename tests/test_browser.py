@@ -59,3 +59,16 @@ def test_upload_see_the_plot_then_the_streamed_answer(page, tmp_path, record_pro
     shot = Path(os.environ.get("ET_SCREENSHOT") or tmp_path / "app.png")
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 20_000
+
+
+def test_the_voice_type_control_changes_the_summary(page):
+    """The summary says which voice type it assumed; choosing one re-places the pitch at once."""
+    page.reload()  # a fresh page: the clip input is empty again
+    page.locator("#clip input[type=file]").set_input_files(str(EXAMPLE.with_name("neutral.flac")))
+    summary = page.locator("#summary")
+    summary.get_by_text("voice type:").wait_for(timeout=30_000)
+    page.locator("#voice").get_by_text("female", exact=True).click()
+    summary.get_by_text(re.compile(r"voice for a woman, around")).wait_for(timeout=30_000)
+    assert "(chosen)" in summary.inner_text() and "assumed from the clip" not in summary.inner_text()
+    page.locator("#voice").get_by_text("child", exact=True).click()
+    summary.get_by_text(re.compile(r"voice for a child, around")).wait_for(timeout=30_000)
