@@ -62,6 +62,9 @@ def test_a_short_run_switches_the_gate_and_the_audio_reaches_every_forward(
     assert [r["step"] for r in rows] == [1, 2, 3]
     for key in ("accuracy", "format_rate", "reasoning_reward", "tau", "phase", "completion_tokens", "kl"):
         assert key in rows[0]
+    # 12 new tokens of a random model: the completions that did not end were cut, and said so
+    assert 0.0 <= rows[0]["truncated"] <= 1.0
+    assert (rows[0]["truncated"] == 1.0) == (rows[0]["completion_tokens"] == 12.0)
     assert rows[0]["gate_opened_at"] == 1 and rows[-1]["phase"] == "reasoning"
     assert "the reasoning reward is on" in capsys.readouterr().err
     # per step: generation's prefill (no grad), the policy's loss forward (grad), the reference (no grad)
@@ -80,3 +83,56 @@ def test_the_gate_stays_closed_below_its_threshold(tmp_path, tiny_checkpoint, la
 def test_full_mode_uses_a_frozen_reference(tmp_path, tiny_checkpoint, labelled_corpus):
     final = train(recipe(tmp_path, tiny_checkpoint, labelled_corpus, mode="full", max_steps=1))
     assert (final / "config.json").exists()
+
+
+def metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def sft_adapter(tmp_path, tiny_checkpoint, labelled_corpus, mode):
+    """A LoRA adapter as train.sft writes it (two steps)."""
+    from train.sft import Recipe as SftRecipe
+    from train.sft import train as sft_train
+
+    path = tmp_path / "sft.yaml"
+    path.write_text(json.dumps({"model": str(tiny_checkpoint), "data": str(labelled_corpus),
+                                "output_dir": str(tmp_path / "sft"), "mode": mode, "max_steps": 2,
+                                "grad_accum": 1, "learning_rate": "1e-3", "n_samples": 4}))
+    return sft_train(SftRecipe.load(path))
+
+
+@pytest.mark.parametrize("mode", ["lora", "qlora"])
+def test_a_run_from_an_sft_adapter_trains_that_adapter_against_it(tmp_path, tiny_checkpoint,
+                                                                  labelled_corpus, mode):
+    """Once: over a 4-bit base peft found no LoRA targets under `base_model.model.` and the run
+    did not start; over a 16-bit one the SFT adapter was merged and a second one trained on it.
+    Now the SFT adapter trains on, and the KL reference is that adapter frozen (KL 0 at first)."""
+    from safetensors.torch import load_file
+
+    from engine.reasoning.model import load_model
+
+    start = sft_adapter(tmp_path, tiny_checkpoint, labelled_corpus, mode)
+    final = train(recipe(tmp_path, start, labelled_corpus, mode=mode, max_steps=3))  # step 2 learns
+    rows = metrics(tmp_path / "run")
+    assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-6) and rows[-1]["kl"] > 0
+    config = json.loads((final / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(tiny_checkpoint)  # the SFT adapter, trained on
+    before = load_file(start / "adapter_model.safetensors")
+    after = load_file(final / "adapter_model.safetensors")
+    assert before.keys() == after.keys()
+    # learned from the SFT adapter's weights: Adam moves a weight by ~lr (1e-3) a step, so three
+    # steps stay within 0.01 (a fresh adapter's random lora_A would be ~0.1 away), and more
+    # than weight decay alone (~1e-5 of a weight)
+    moved = max(float((after[k] - before[k]).abs().max()) for k in before)
+    assert 1e-4 < moved < 0.01
+    assert not (final / "reference").exists()  # the frozen copy is not saved
+    assert load_model(str(final), quant="fp32").model is not None
+
+
+def test_full_training_starts_at_kl_zero_against_a_reference_at_its_precision(
+        tmp_path, tiny_checkpoint, labelled_corpus):
+    """Once: the full-mode reference loaded with quant "auto" (nf4 on this CPU), so the KL was not
+    0 before any update."""
+    train(recipe(tmp_path, tiny_checkpoint, labelled_corpus, mode="full", max_steps=1,
+                 learning_rate="1e-6"))
+    assert metrics(tmp_path / "run")[0]["kl"] == pytest.approx(0.0, abs=1e-6)

@@ -156,6 +156,8 @@ def test_cpu_quantised_weights_are_cached_and_reused(tiny_checkpoint, tmp_path, 
     again = load_model(str(tiny_checkpoint), quant="nf4", device="cpu", progress=said.append)
     assert any("quantised earlier" in m for m in said)
     assert tokens(again) == tokens(fresh)
+    # the model names its source, not the cache: an adapter trained on it records that base
+    assert again.model.name_or_path == again.model.config._name_or_path == str(tiny_checkpoint)
     dtype = str(next(p for p in fresh.model.parameters() if p.dtype.is_floating_point).dtype)
     assert quantized_cache_dir(tiny_checkpoint, "nf4", True, dtype) != caches[0]  # other settings
     shard = sorted(tiny_checkpoint.glob("*.safetensors"))[0]

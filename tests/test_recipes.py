@@ -21,9 +21,9 @@ def write(tmp_path, **keys):
 def test_the_shipped_recipes_load_with_named_reward_weights():
     s = sft.Recipe.load(RECIPES / "sft_prosody.yaml")
     g = grpo_ptr.Recipe.load(RECIPES / "grpo_ptr.yaml")
-    assert s.mode == g.mode == "qlora" and s.learning_rate == 1e-4 and g.learning_rate == 1e-6
+    assert s.mode == g.mode == "qlora" and s.learning_rate == 1e-4 and g.learning_rate == 1e-5
     assert g.reward_weights == {"format": 0.3, "outcome": 1.0, "reasoning": 0.5}
-    assert g.generation.temperature == 1.0 and g.generation.max_new_tokens == 256
+    assert g.generation.temperature == 1.0 and g.generation.max_new_tokens == 512
 
 
 @pytest.mark.parametrize("cls", [sft.Recipe, grpo_ptr.Recipe])

@@ -117,3 +117,34 @@ def test_checkpoints_and_resume(tmp_path, tiny_checkpoint, labelled_corpus):
     steps = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()
              if "loss" in json.loads(l)]
     assert steps == [1, 2, 3, 4, 5, 6]  # the second run went on from step 4, not from 0
+
+
+def test_full_training_keeps_fp32_master_weights_and_learns_at_the_papers_lr(
+        tmp_path, tiny_checkpoint, labelled_corpus):
+    """A bf16 weight cannot take an update under its rounding step: 10 AdamW steps at lr 1e-6
+    (the paper's) leave almost every bf16 weight where it was. So full training holds fp32
+    master weights (bf16 autocast on a GPU), and a full-mode step at 1e-6 moves the weights."""
+    import torch
+
+    from engine.reasoning.model import load_model
+    from train.sft import weight_quant
+
+    assert [weight_quant(m, cuda=True) for m in ("full", "lora", "qlora")] == ["fp32", "bf16", "nf4"]
+    assert [weight_quant(m, cuda=False) for m in ("full", "lora", "qlora")] == ["fp32", "fp32", "nf4"]
+    changed = {}
+    for dtype in (torch.bfloat16, torch.float32):
+        w = torch.nn.Parameter(torch.randn(4096, generator=torch.Generator().manual_seed(0)).to(dtype))
+        start, opt = w.detach().clone(), torch.optim.AdamW([w], lr=1e-6, weight_decay=0.0)
+        for _ in range(10):
+            w.grad = torch.randn_like(w)
+            opt.step()
+        changed[dtype] = float((w.detach() != start).float().mean())
+    assert changed[torch.bfloat16] < 0.1 and changed[torch.float32] > 0.99
+
+    final = train(Recipe.load(recipe_file(tmp_path, tiny_checkpoint, labelled_corpus, mode="full",
+                                          max_steps=2, learning_rate=1e-6, train_parts=["llm"])))
+    before = load_model(str(tiny_checkpoint), quant="fp32").model.state_dict()
+    after = load_model(str(final), quant="fp32").model.state_dict()
+    llm = [k for k in after if k.startswith("model.layers.") and after[k].dtype == torch.float32]
+    moved = sum(int((after[k] != before[k]).sum()) for k in llm) / sum(after[k].numel() for k in llm)
+    assert moved > 0.9

@@ -14,8 +14,11 @@ opens (rolling accuracy over `gate_window` completions >= `gate_threshold`; logg
 switches). Advantages are group-relative, A_i = (R_i - mean) / (std + 1e-4). The loss is GRPO's:
 per token -[min(rho A, clip(rho, 1-eps, 1+eps) A) - beta KL], KL the k3 estimator against the
 frozen reference, averaged over each completion's tokens and then over the group; beta = 0.04.
-Only the policy is updated (LoRA / QLoRA adapters or the chosen parts); for LoRA the reference is
-the same weights with the adapter switched off, for full training a frozen copy.
+Only the policy is updated (LoRA / QLoRA adapters or the chosen parts). The KL reference is the
+starting model: for a run that starts from an adapter (train.sft's output) and trains it on, a
+frozen copy of that adapter on the same base (two named adapters); for a new adapter on a full
+checkpoint, the same weights with the adapter switched off; for full training, a frozen copy at
+the policy's precision (fp32 master weights, bf16 autocast on a GPU; never nf4).
 
 The loop reads like nanochat's chat_rl.py: `rollout` samples and scores one prompt's group (a
 `Group`), `policy_step` turns a group into the loss and its gradient, and `train` only wires
@@ -31,7 +34,9 @@ Where it departs from the textbook and from TRL:
   reference) receives the clip's `input_features` (tests/test_grpo_ptr.py proves it with a
   forward hook, KL on), and the audio, image and video placeholder tokens are never sampled.
 - One optimisation step per generation round (num_iterations = 1, TRL's default): the old policy
-  is the current one, so rho = 1 in value but carries the gradient.
+  is the current one, so rho = 1 in value but carries the gradient. Dropout is off (TRL's
+  disable_dropout), so the policy and the reference forwards compare like with like: the KL is 0
+  at the first step.
 - Groups are whole on each process (each process samples all K completions of its prompts), so
   tau is exact per group with any number of processes; the gate counts every process's outcomes
   (gathered), so all processes switch at the same step; logged metrics are means over processes.
@@ -65,7 +70,7 @@ class Recipe(BaseRecipe):
     learning_rate: float = 1e-6  # docs/paper.md §5 (weak source)
     max_steps: int = 3000
     logging_steps: int = 1
-    max_new_tokens: int = 256
+    max_new_tokens: int = 512  # rarely cuts 50-200 words of reasoning; `truncated` is logged
     temperature: float = 1.0  # sampling, > 0: a group needs different completions
     top_p: float = 1.0
     reward_weights: dict[str, float] = field(default_factory=lambda: dict(TOTAL_WEIGHTS))
@@ -119,6 +124,7 @@ class Group:
     mask: Any  # [K, T] 1 up to and including each completion's end-of-sequence token
     texts: list[str]  # the completions as text
     rewards: dict[str, list[float]]  # train.rewards.group_rewards: format, outcome, ... total
+    truncated: list[bool]  # cut at max_new_tokens before an end-of-sequence token
 
 
 def completion_mask(ids, eos_ids: set[int]):
@@ -185,7 +191,9 @@ def rollout(policy, processor, record: dict, clip, recipe: Recipe, judges, gate_
     with torch.no_grad():
         generated = recipe.generation.generate(policy, tokenizer, repeated)
     sequences = generated[:, prompt_len:]
-    mask = completion_mask(sequences, eos_ids(policy))
+    ends = eos_ids(policy)
+    mask = completion_mask(sequences, ends)
+    truncated = [not any(int(t) in ends for t in row) for row in sequences]
     texts = tokenizer.batch_decode(sequences * mask + (1 - mask) * (tokenizer.pad_token_id or 0),
                                    skip_special_tokens=True)
     report = analyze(clip, voice=voice_type(record))
@@ -194,27 +202,42 @@ def rollout(policy, processor, record: dict, clip, recipe: Recipe, judges, gate_
               for t in thinks]  # a model judge that cannot answer: the fact judge
     rewards = group_rewards(texts, normalize_label(record["emotion"]), scores, gate_open,
                             recipe.reasoning_weights, recipe.reward_weights)
-    return Group(inputs, prompt_len, sequences, mask, texts, rewards)
+    return Group(inputs, prompt_len, sequences, mask, texts, rewards, truncated)
+
+
+REFERENCE_ADAPTER = "reference"  # a frozen copy of the starting adapter: the KL reference
+
+
+def reference_logps(model, reference, args, accelerator):
+    """The KL reference's log-probabilities: the starting model. `reference` is a frozen copy
+    (full training); else the policy with its frozen REFERENCE_ADAPTER active (a run that
+    continues an adapter), or with its adapter switched off (a new adapter on a full model)."""
+    import torch
+
+    peft_model = accelerator.unwrap_model(model)
+    with torch.no_grad():
+        if reference is not None:
+            return token_logps(reference, *args)
+        if REFERENCE_ADAPTER in getattr(peft_model, "peft_config", {}):
+            peft_model.set_adapter(REFERENCE_ADAPTER, inference_mode=True)
+            try:  # called before the policy's forward: no adapter switch under a live graph
+                return token_logps(model, *args)
+            finally:  # the trained adapter again, requiring grad again
+                peft_model.set_adapter("default")
+        with peft_model.disable_adapter():
+            return token_logps(model, *args)
 
 
 def policy_step(model, reference, group: Group, recipe: Recipe, accelerator) -> tuple[float, float]:
     """Backpropagate GRPO's loss for one group (scaled for `prompts_per_step` groups a step);
-    returns (loss, mean KL). `reference` is a frozen model, or None to use the policy with its
-    adapter switched off."""
+    returns (loss, mean KL) against the starting model (`reference_logps`)."""
     import torch
 
     rewards = torch.tensor(group.rewards["total"], device=group.sequences.device)
     advantages = (rewards - rewards.mean()) / (rewards.std() + 1e-4)
     args = (group.inputs, group.sequences, group.mask, group.prompt_len)
-    logp = token_logps(model, *args)
-    ref_logp = None
-    if recipe.beta > 0:
-        with torch.no_grad():
-            if reference is not None:
-                ref_logp = token_logps(reference, *args)
-            else:
-                with accelerator.unwrap_model(model).disable_adapter():
-                    ref_logp = token_logps(model, *args)
+    ref_logp = reference_logps(model, reference, args, accelerator) if recipe.beta > 0 else None
+    logp = token_logps(model, *args)  # after the reference: no adapter switch under a live graph
     loss, kl = grpo_loss(logp, logp.detach(), ref_logp, advantages, group.mask.float(),
                          recipe.beta, recipe.epsilon)
     accelerator.backward(loss / recipe.prompts_per_step)
@@ -227,7 +250,8 @@ def group_stats(group: Group, loss: float, kl: float) -> dict[str, float]:
     return {"loss": loss, "accuracy": sum(r["outcome"]) / k, "format_rate": sum(r["format"]) / k,
             "reasoning_reward": sum(r["reasoning"]) / k, "tau": r["tau"][0],
             "reward": sum(r["total"]) / k, "kl": kl,
-            "completion_tokens": float(group.mask.sum(1).float().mean())}
+            "completion_tokens": float(group.mask.sum(1).float().mean()),
+            "truncated": sum(group.truncated) / k}
 
 
 def train(recipe: Recipe) -> Path:
@@ -239,9 +263,10 @@ def train(recipe: Recipe) -> Path:
     from train.judges import ModelJudge, ProsodyFactJudge
     from train.records import JsonlWriter, load_clip, read_jsonl
     from train.rewards import ProgressiveGate
-    from train.sft import copy_processor_files, prepare_model
+    from train.sft import adapter_start, copy_processor_files, prepare_model, weight_quant
 
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    cuda = torch.cuda.is_available()
+    accelerator = Accelerator(cpu=not cuda, mixed_precision="bf16" if cuda else "no")
     rng = random.Random(recipe.seed + accelerator.process_index)
     torch.manual_seed(recipe.seed + accelerator.process_index)
     base = Path(recipe.data).parent
@@ -249,11 +274,18 @@ def train(recipe: Recipe) -> Path:
     if not records:
         raise ValueError(f"{recipe.data} has no record with one of the nine emotions")
     model, loaded = prepare_model(recipe)
-    reference = None
-    if recipe.beta > 0 and recipe.mode == "full":
+    for module in model.modules():  # deterministic forwards: the ratio and the KL compare them
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    reference, start = None, adapter_start(recipe.model)
+    if recipe.beta > 0 and recipe.mode == "full":  # a frozen copy at the policy's precision
         from engine.reasoning.model import load_model
 
-        reference = load_model(recipe.model, device=str(accelerator.device)).model.requires_grad_(False)
+        reference = load_model(recipe.model, quant="bf16" if cuda else weight_quant("full", cuda),
+                               device=str(accelerator.device)).model.requires_grad_(False)
+    elif recipe.beta > 0 and start is not None:
+        model.load_adapter(str(start), adapter_name=REFERENCE_ADAPTER, is_trainable=False)
+        model.train()  # peft leaves the whole model in eval mode after loading a frozen adapter
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                                   lr=recipe.learning_rate)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -288,13 +320,25 @@ def train(recipe: Recipe) -> Path:
                     row = {"step": step, "phase": "reasoning" if gate.open else "outcome",
                            "gate_opened_at": gate.opened_at_step, **dict(zip(keys, means))}
                     log.write(row)
-            if step % recipe.save_steps == 0 and accelerator.is_main_process:
-                accelerator.unwrap_model(model).save_pretrained(out / f"checkpoint-{step}")
+            if step % recipe.save_steps == 0:
+                save(accelerator, model, out / f"checkpoint-{step}")
     final = out / "final"
+    save(accelerator, model, final)
     if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(final)
         copy_processor_files(Path(loaded.path), final)
+    accelerator.wait_for_everyone()
     return final
+
+
+def save(accelerator, model, folder: Path) -> None:
+    """The trained weights, written once (the main process) from the gathered state dict (ZeRO-3
+    and FSDP shard it); an adapter run writes only its trained adapter, not the reference."""
+    state = accelerator.get_state_dict(model)  # every process takes part in the gathering
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        extra = {"selected_adapters": ["default"]} if hasattr(unwrapped, "peft_config") else {}
+        unwrapped.save_pretrained(folder, state_dict=state, safe_serialization=True, **extra)
+    accelerator.wait_for_everyone()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -117,30 +117,59 @@ def part_of(name: str) -> str | None:
     return None
 
 
+def weight_quant(mode: str, cuda: bool) -> str:
+    """How the trained model's weights are held. full: fp32 master weights (bf16 autocast on a
+    GPU does the arithmetic): a bf16 weight cannot take an update under its rounding step, so at
+    lr 1e-6 almost none would move (tests/test_sft.py measures it). lora: the frozen base in bf16
+    on a GPU (peft keeps the adapters in fp32). qlora: an nf4 base."""
+    if mode == "qlora":
+        return "nf4"
+    return "bf16" if mode == "lora" and cuda else "fp32"
+
+
+def adapter_start(source: str) -> Path | None:
+    """The folder of a LoRA adapter (train.sft's output) when `source` is one, else None."""
+    path = Path(source)
+    return path if (path / "adapter_config.json").is_file() else None
+
+
 def prepare_model(recipe: Recipe):
-    """Load through engine.reasoning.model and make the chosen parts trainable (full or LoRA)."""
+    """Load through engine.reasoning.model and make the chosen parts trainable: full, a new LoRA
+    adapter, or, when `recipe.model` is an adapter (train.sft's output), that adapter trained on
+    (its base loaded the same way, its targets kept)."""
+    import json
+
     from engine.reasoning.model import load_model
 
-    quant = "nf4" if recipe.mode == "qlora" else ("bf16" if _cuda() else "fp32")
-    loaded = load_model(recipe.model, quant=quant, device=recipe.device,
+    adapter = adapter_start(recipe.model)
+    if adapter is not None and recipe.mode == "full":
+        raise ValueError(f"{adapter} is a LoRA adapter: continue it with mode lora or qlora, or "
+                         "merge it into its base first (train.sft with merge: true writes "
+                         "OUT/merged) to train every weight")
+    source = recipe.model if adapter is None else \
+        json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
+    loaded = load_model(source, quant=weight_quant(recipe.mode, _cuda()), device=recipe.device,
                         quantize_audio_encoder="audio_encoder" in recipe.train_parts)
     model = loaded.model
     if recipe.mode == "full":
         for name, p in model.named_parameters():
             p.requires_grad = part_of(name) in recipe.train_parts
     else:
-        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+        from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 
         if recipe.mode == "qlora":
             model = prepare_model_for_kbit_training(
                 model, use_gradient_checkpointing=recipe.gradient_checkpointing)
-        targets = [n for n, m in model.named_modules()
-                   if n.split(".")[-1] in LORA_TARGETS and part_of(n) in recipe.train_parts
-                   and hasattr(m, "weight")]
-        config = LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha,
-                            lora_dropout=recipe.lora_dropout, target_modules=targets,
-                            task_type="CAUSAL_LM")
-        model = get_peft_model(model, config)
+        if adapter is not None:
+            model = PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
+        else:
+            targets = [n for n, m in model.named_modules()
+                       if n.split(".")[-1] in LORA_TARGETS and part_of(n) in recipe.train_parts
+                       and hasattr(m, "weight")]
+            config = LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha,
+                                lora_dropout=recipe.lora_dropout, target_modules=targets,
+                                task_type="CAUSAL_LM")
+            model = get_peft_model(model, config)
     if recipe.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     model.train()

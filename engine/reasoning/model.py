@@ -229,6 +229,9 @@ def _load(path: Path, source: str, quant: str, device: str, quantize_audio: bool
             _save_quantized(model, cache, say)
     if quant not in BNB_QUANTS:
         model.to(device)
+    # where it came from, as the user named it (not the quantised-weight cache): an adapter
+    # trained on it records this as its base (peft's base_model_name_or_path)
+    model.config._name_or_path = model.name_or_path = source
     model.visual = None  # free the vision stub: this app sends no images
     model.eval()
     from engine.reasoning.features import load_processor
