@@ -198,3 +198,12 @@ def test_a_changed_configuration_file_changes_the_cache(tiny_checkpoint, tmp_pat
     before = quantized_cache_dir(copy, "nf4", False, "torch.bfloat16")
     (copy / "generation_config.json").write_text('{"repetition_penalty": 1.3}')
     assert quantized_cache_dir(copy, "nf4", False, "torch.bfloat16") != before
+
+
+def test_auto_puts_each_launched_process_on_its_own_gpu():
+    """Once: under `accelerate launch` every rank loaded the 7B onto GPU 0."""
+    from engine.reasoning.model import auto_device
+
+    assert auto_device(True, {"LOCAL_RANK": "1"}) == "cuda:1"
+    assert auto_device(True, {}) == "cuda:0"
+    assert auto_device(False, {"LOCAL_RANK": "1"}) == "cpu"

@@ -258,6 +258,7 @@ def train(recipe: Recipe) -> Path:
     """Run GRPO-PTR; returns OUT/final."""
     import torch
     from accelerate import Accelerator
+    from accelerate.utils import gather_object
 
     from engine.reasoning.parse import normalize_label
     from train.judges import ModelJudge, ProsodyFactJudge
@@ -296,9 +297,10 @@ def train(recipe: Recipe) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     with JsonlWriter(out / "metrics.jsonl", append=True) as log:
         for step in range(1, recipe.max_steps + 1):
-            stats, outcomes = [], []
+            stats, outcomes, clips = [], [], []
             for _ in range(recipe.prompts_per_step):
                 record = rng.choice(records)
+                clips.append(str(record["audio_path"]))
                 group = rollout(accelerator.unwrap_model(model), loaded.processor, record,
                                 load_clip(record, base), recipe, judges, gate.open)
                 stats.append(group_stats(group, *policy_step(model, reference, group, recipe,
@@ -316,9 +318,14 @@ def train(recipe: Recipe) -> Path:
                 keys = sorted(stats[0])  # the mean over processes (each holds whole groups)
                 local = [[sum(s[key] for s in stats) / len(stats) for key in keys]]
                 means = accelerator.gather(torch.tensor(local, device=accelerator.device)).mean(0).tolist()
+                sums = accelerator.gather(weights_checksum(model, accelerator.device)[None])
+                prompts = gather_object([clips])  # each process's clips, in process order
                 if accelerator.is_main_process:
                     row = {"step": step, "phase": "reasoning" if gate.open else "outcome",
-                           "gate_opened_at": gate.opened_at_step, **dict(zip(keys, means))}
+                           "gate_opened_at": gate.opened_at_step, "gate_accuracy": gate.accuracy,
+                           "processes": accelerator.num_processes, "clips": prompts,
+                           "weights_in_sync": bool(torch.all(sums == sums[0])),
+                           **dict(zip(keys, means))}
                     log.write(row)
             if step % recipe.save_steps == 0:
                 save(accelerator, model, out / f"checkpoint-{step}")
@@ -328,6 +335,14 @@ def train(recipe: Recipe) -> Path:
         copy_processor_files(Path(loaded.path), final)
     accelerator.wait_for_everyone()
     return final
+
+
+def weights_checksum(model, device):
+    """A sum over the trained weights: equal on every process while they hold the same model."""
+    import torch
+
+    trained = [p.detach().double().sum() for p in model.parameters() if p.requires_grad]
+    return torch.stack(trained).sum().to(device) if trained else torch.zeros((), device=device)
 
 
 def save(accelerator, model, folder: Path) -> None:

@@ -215,11 +215,12 @@ def train(recipe: Recipe) -> Path:
     resume = recipe.resume and any(out.glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=True if resume else None)
     final = out / "final"
-    trainer.model.save_pretrained(final)
-    copy_processor_files(Path(loaded.path), final)
-    if recipe.merge and recipe.mode == "lora":
-        trainer.model.merge_and_unload().save_pretrained(out / "merged")
-        copy_processor_files(Path(loaded.path), out / "merged")
+    trainer.save_model(str(final))  # the main process writes, ZeRO-3 / FSDP shards gathered first
+    if trainer.is_world_process_zero():
+        copy_processor_files(Path(loaded.path), final)
+        if recipe.merge and recipe.mode == "lora":
+            trainer.model.merge_and_unload().save_pretrained(out / "merged")
+            copy_processor_files(Path(loaded.path), out / "merged")
     return final
 
 

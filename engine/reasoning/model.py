@@ -29,7 +29,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,6 +74,13 @@ class LoadedModel:
         return f"{name} on {self.device}, {self.quant}{audio}, {size} of weights"
 
 
+def auto_device(cuda: bool, env: Mapping[str, str] = os.environ) -> str:
+    """"auto": this process's GPU, the one its launcher assigned (torchrun / accelerate set
+    LOCAL_RANK: under `accelerate launch` each process loads onto its own GPU, not all onto
+    GPU 0), else the first; the CPU without CUDA."""
+    return f"cuda:{int(env.get('LOCAL_RANK', 0))}" if cuda else "cpu"
+
+
 def load_model(source: str | os.PathLike = DEFAULT_SOURCE, quant: str = "auto",
                device: str = "auto", *, quantize_audio_encoder: bool = False,
                progress: Callable[[str], None] | None = None) -> LoadedModel:
@@ -88,7 +95,7 @@ def load_model(source: str | os.PathLike = DEFAULT_SOURCE, quant: str = "auto",
     cuda = torch.cuda.is_available()
     chose_cpu = device == "cpu"
     if device == "auto":
-        device = "cuda:0" if cuda else "cpu"
+        device = auto_device(cuda)
     if device.startswith("cuda") and not cuda:
         raise ModelUnavailable(f"device {device} was asked for, but torch sees no CUDA GPU")
     quant = default_quant(device) if quant == "auto" else quant
