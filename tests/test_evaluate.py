@@ -26,7 +26,10 @@ def test_metrics_on_a_hand_computed_example():
     ("exc", "IEMOCAP", "happy"), ("fru", "iemocap", None), ("joy", "MELD", "happy"),
     ("disgust", "meld", "contempt"), ("02", "ravdess", "neutral"), ("06", "ravdess", "fear"),
     ("sa", "savee", "sad"), ("su", "savee", "surprise"), ("Sadness", None, "sad"),
-    ("bored", None, None), (None, "meld", None)])
+    ("bored", None, None), (None, "meld", None),
+    # IEMOCAP as words (once: "excited" fell through, "frustrated" became angry by synonym)
+    ("excited", "IEMOCAP", "happy"), ("Frustrated", "iemocap", None), ("frustration", "iemocap", None),
+    ("Anger", "iemocap", "angry"), ("disgusted", "iemocap", "contempt"), ("annoyed", "iemocap", None)])
 def test_corpus_labels_map_to_the_nine(raw, dataset, label):
     assert map_label(raw, dataset) == label
 

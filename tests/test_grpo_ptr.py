@@ -16,7 +16,7 @@ def recipe(tmp_path, tiny_checkpoint, labelled_corpus, **over):
                                 "output_dir": str(tmp_path / "run"), "mode": "lora",
                                 "num_generations": 4, "max_steps": 3, "max_new_tokens": 12,
                                 "learning_rate": "1e-3", "beta": 0.04, "gate_window": 4,
-                                "gate_threshold": 0.0, **over}))
+                                "gate_threshold": 0.0, "gate_stable_steps": 1, **over}))
     return Recipe.load(path)
 
 
@@ -114,7 +114,7 @@ def test_a_run_from_an_sft_adapter_trains_that_adapter_against_it(tmp_path, tiny
     start = sft_adapter(tmp_path, tiny_checkpoint, labelled_corpus, mode)
     final = train(recipe(tmp_path, start, labelled_corpus, mode=mode, max_steps=3))  # step 2 learns
     rows = metrics(tmp_path / "run")
-    assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-6) and rows[-1]["kl"] > 0
+    assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-9) and rows[-1]["kl"] > 0  # dropout off, too
     config = json.loads((final / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == str(tiny_checkpoint)  # the SFT adapter, trained on
     before = load_file(start / "adapter_model.safetensors")

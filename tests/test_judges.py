@@ -42,6 +42,21 @@ def test_fact_judge_uses_record_labels_without_audio():
     assert judge.score("It is sad.", record)["factual_alignment"] == 2.0  # no cue cited
 
 
+def test_level_claims_are_held_to_the_records_calibrated_labels_before_absolute_norms():
+    """Once: with a report, the judge used absolute pooled norms, which call most women's voices
+    "high" and punished correct reasoning. Now a level the record's labels calibrate (per corpus,
+    pitch per corpus and gender) decides; the report, placed for the record's gender, the rest."""
+    judge = ProsodyFactJudge()
+    woman = analyze(from_array(synth.harmonic(230, 2.0, syllable_hz=4.0), 16000), voice="female")
+    said = "The pitch is high."
+    assert judge.score(said, {"gender": "Female"}, woman)["factual_alignment"] == 1.0  # normal for her
+    calibrated = {"gender": "Female", "pitch_level": "high"}  # high within her corpus and gender
+    assert judge.score(said, calibrated, woman)["factual_alignment"] == 5.0
+    loud = "She speaks loudly and the pitch rises."
+    assert judge.score(loud, {"energy_level": "high"}, woman)["factual_alignment"] == 1.0 + 4.0 * 0.5
+    assert judge.score("She speaks loudly.", {}, woman)["factual_alignment"] == 2.0  # gain: unchecked
+
+
 def test_repetition_lowers_fluency():
     judge = ProsodyFactJudge()
     varied = judge.score(GROUNDED, {})["fluency_structure"]

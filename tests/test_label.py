@@ -23,7 +23,11 @@ def test_output_is_in_the_emotioncot_schema_with_measurements(labelled_corpus, s
         assert r["intonation"] in ("rising", "falling", "rising-falling", "falling-rising", "flat",
                                    "expressive", "uncertain", "too_short")
         assert r["synthesis"] and r["dataset"] == "synthetic"  # other fields carried through
-        assert r["age_level"] is None and r["stressed_words"] is None  # no tagger: null, not guessed
+        assert r["age_level"] is None  # no tagger: null, not guessed
+        # stress: the corpus's own truth (espeak-ng's emphasis) carried through, else null
+        emphasis = r["synthesis"].get("emphasis")
+        assert r["stressed_words"] == (None if emphasis is None else
+                                       [r["transcription"].split(" ")[emphasis].strip(".,;:!?")])
         assert r["prosody"]["rate_source"] == "transcript" and r["prosody"]["syllables"] > 5
 
 
@@ -45,10 +49,11 @@ def test_cut_points_and_report_are_written(labelled_corpus):
     assert cuts["percentiles"] == pytest.approx([100 / 3, 200 / 3])
     assert set(cuts["cuts"]) == {"pitch", "energy", "speed"}
     pitch = cuts["cuts"]["pitch"]
-    assert {"synthetic/Male", "synthetic/Female", "pooled"} <= set(pitch)
+    assert {"synthetic/Male", "synthetic/Female", "pooled/Male", "pooled/Female"} <= set(pitch)
+    assert "pooled" not in pitch  # pitch is never pooled across genders
     assert pitch["synthetic/Female"][0] > pitch["synthetic/Male"][1]  # per-gender cuts
     report = labelled_corpus.with_suffix(".report.md").read_text()
-    assert "| pitch synthetic/Female |" in report and "| speed synthetic |" in report
+    assert "| pitch synthetic/Female |" in report and "| speed synthetic/transcript |" in report
 
 
 def test_small_groups_fall_back_to_pooled_cuts(synthetic_corpus, tmp_path):
@@ -56,8 +61,31 @@ def test_small_groups_fall_back_to_pooled_cuts(synthetic_corpus, tmp_path):
     assert main(["all", "--input", str(synthetic_corpus), "--output", str(out), "--workers", "1",
                  "--min-group", "1000"]) == 0
     cuts = json.loads(out.with_suffix(".cuts.json").read_text())["cuts"]
-    assert cuts["pitch"]["synthetic/Male"] is None and cuts["pitch"]["pooled"] is not None
-    assert "(pooled)" in out.with_suffix(".report.md").read_text()
+    assert cuts["pitch"]["synthetic/Male"] is None and cuts["pitch"]["pooled/Male"] is not None
+    # once pooled across genders: every woman "high", every man "low"; now within each gender
+    assert cuts["pitch"]["pooled/Male"][1] < cuts["pitch"]["pooled/Female"][0]
+    labelled = read(out)
+    for gender in ("Male", "Female"):
+        levels = {r["pitch_level"] for r in labelled if r["gender"] == gender and r["pitch_level"]}
+        assert levels == {"low", "normal", "high"}
+    assert "(pooled/Male)" in out.with_suffix(".report.md").read_text()
+
+
+def test_speed_is_calibrated_apart_for_transcript_and_acoustic_rates(synthetic_corpus, tmp_path):
+    """Syllables from a transcript and acoustic nuclei are two estimators: never one tertile set."""
+    from train.records import JsonlWriter
+
+    mixed = tmp_path / "mixed.jsonl"
+    with JsonlWriter(mixed) as f:
+        for i, r in enumerate(read(synthetic_corpus)):
+            r = dict(r, audio_path=str(synthetic_corpus.parent / r["audio_path"]))
+            f.write(r if i % 2 else {k: v for k, v in r.items() if k != "transcription"})
+    out = tmp_path / "mixed_labelled.jsonl"
+    assert main(["all", "--input", str(mixed), "--output", str(out), "--workers", "1",
+                 "--min-group", "6"]) == 0
+    speed = json.loads(out.with_suffix(".cuts.json").read_text())["cuts"]["speed"]
+    assert {"synthetic/transcript", "synthetic/acoustic", "pooled/transcript", "pooled/acoustic"} <= set(speed)
+    assert "pooled" not in speed and "synthetic" not in speed
 
 
 def test_broken_clips_go_to_the_error_file_and_a_rerun_resumes(synthetic_corpus, tmp_path):

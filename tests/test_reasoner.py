@@ -10,7 +10,7 @@ import torch
 from engine.audio import from_array
 from engine.prosody import synth
 from engine.reasoning.options import GenerationOptions
-from engine.reasoning.prompts import LABEL_OPTIONS, LABELS
+from engine.reasoning.prompts import LABEL_SPELLINGS, LABELS
 from engine.reasoning.reasoner import Answer, Done, GenerationError, ReasonerBusy, TextDelta
 
 
@@ -65,8 +65,9 @@ def test_scores_equal_a_direct_computation(reasoner, clip):
         got = score_labels(reasoner.model, inputs, generated, reasoner.tokenizer)
         prefix, space, forced = answer_prefix(generated)
         assert forced == (not generated.endswith("<answer> "))
-        seqs = [reasoner.tokenizer(prefix + space + LABEL_OPTIONS[l], add_special_tokens=False)
-                ["input_ids"] for l in LABELS]
+        spelled = [(l, t) for l in LABELS for t in LABEL_SPELLINGS[l]]
+        seqs = [reasoner.tokenizer(prefix + space + t, add_special_tokens=False)["input_ids"]
+                for _, t in spelled]
         common = min(_common_prefix_len(seqs), min(map(len, seqs)) - 1)
         means = []
         for seq in seqs:
@@ -78,6 +79,7 @@ def test_scores_equal_a_direct_computation(reasoner, clip):
             logp = torch.log_softmax(logits, -1)
             start = inputs["input_ids"].shape[1] + common
             means.append(np.mean([logp[i - 1, ids[0, i]].item() for i in range(start, ids.shape[1])]))
+        means = [max(m for (lab, _), m in zip(spelled, means) if lab == l) for l in LABELS]  # best spelling
         probs = np.exp(means - np.max(means))
         probs /= probs.sum()
         np.testing.assert_allclose([got.probs[l] for l in LABELS], probs, atol=1e-5)

@@ -210,3 +210,20 @@ def test_the_real_speech_bench_reads_a_manifest_and_prints_the_errors(tmp_path):
         assert clip["hnr_db"] > 0 and clip["praat_hnr_db"] > 0  # accuracy: tests/test_prosody.py
     assert result["summary"]["all"]["mae"] == pytest.approx((first["error"] + second["error"]) / 2)
     assert "mean absolute error" in done.stdout and "voice type 'auto'" in done.stdout
+
+
+@pytest.mark.slow
+def test_the_training_step_bench_times_both_trainers(tmp_path):
+    """bench/train_step.py on the tiny model: SFT and GRPO-PTR steps, generation apart from update."""
+    import json
+
+    out = tmp_path / "steps.json"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "train_step.py"), "--seconds", "3",
+                           "--steps", "1", "--k", "2", "--max-new-tokens", "4", "--json", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    sft, grpo = json.loads(out.read_text())["rows"]
+    assert sft["trainer"] == "sft" and sft["tokens"] > 75 and sft["step_s"] > 0  # 3 s of audio: 75 tokens
+    assert grpo["k"] == 2 and 2 <= grpo["generated_tokens"] <= 8
+    assert grpo["step_s"] == pytest.approx(grpo["generation_s"] + grpo["update_s"], abs=2e-3)
+    assert "SFT:" in done.stdout and "GRPO-PTR (K=2)" in done.stdout

@@ -77,12 +77,25 @@ def test_total_reward_and_the_gate_term():
 
 
 def test_progressive_gate_switches_once_as_a_step():
-    gate = ProgressiveGate(threshold=0.5, window=4)
+    gate = ProgressiveGate(threshold=0.5, window=4, stable_steps=1)
     assert not gate.update([0, 0], step=1) and not gate.open  # window not yet full
     assert not gate.update([1, 0], step=2)  # accuracy 0.25
     assert gate.update([1, 1], step=3) and gate.opened_at_step == 3  # last 4: 0,1,1,1 -> 0.75
     assert gate.open and not gate.update([0, 0, 0, 0], step=4)  # it stays open
     assert gate.opened_at_step == 3 and gate.accuracy == 0.0
+
+
+def test_the_gate_waits_for_the_accuracy_to_stabilise_above_the_threshold():
+    """Once it opened on the first window above 50 %, while the accuracy was still climbing."""
+    gate = ProgressiveGate(threshold=0.5, window=10, stable_steps=3, tolerance=0.15)
+    climbing = [[0] * 10, [1] * 3 + [0] * 7, [1] * 6 + [0] * 4, [1] * 8 + [0] * 2]  # 0, .3, .6, .8
+    assert not any(gate.update(outcomes, step) for step, outcomes in enumerate(climbing, 1))
+    assert gate.accuracy == 0.8 and gate.change == pytest.approx(0.5)  # above, but not stable
+    plateau = [[1] * 8 + [0] * 2, [1] * 7 + [0] * 3]  # .6 .8 .8 moved 0.2; .8 .8 .7 moved 0.1
+    assert not gate.update(plateau[0], 5) and gate.update(plateau[1], 6)
+    assert gate.opened_at_step == 6 and gate.change == pytest.approx(0.1)
+    stuck_low = ProgressiveGate(threshold=0.5, window=10, stable_steps=3, tolerance=0.15)
+    assert not any(stuck_low.update([1] * 4 + [0] * 6, s) for s in range(1, 9))  # stable at 0.4
 
 
 def test_a_hand_computed_group():

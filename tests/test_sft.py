@@ -88,7 +88,7 @@ def test_recipes_are_checked():
     from pathlib import Path
 
     shipped = Recipe.load(Path(__file__).resolve().parents[1] / "train/recipes/sft_prosody.yaml")
-    assert shipped.mode == "qlora" and shipped.tasks["emotion"] == 0.4
+    assert shipped.mode == "qlora" and shipped.tasks["emotion"] == 0.3 and shipped.tasks["stress"] == 0.15
     with pytest.raises(ValueError, match="unknown recipe keys"):
         Recipe.load(Path(__file__).resolve().parents[1] / "train/recipes/sft_prosody.yaml", learning_rat=1)
 
@@ -148,3 +148,31 @@ def test_full_training_keeps_fp32_master_weights_and_learns_at_the_papers_lr(
     llm = [k for k in after if k.startswith("model.layers.") and after[k].dtype == torch.float32]
     moved = sum(int((after[k] != before[k]).sum()) for k in llm) / sum(after[k].numel() for k in llm)
     assert moved > 0.9
+
+
+def test_samples_longer_than_max_length_are_left_out_never_cut(tmp_path, tiny_model, tiny_checkpoint,
+                                                               labelled_corpus, capsys):
+    """Once: a long sample was cut after 50 of its 100 audio placeholders, kept its audio
+    features, had no label token left and gave loss NaN, silently (and in a batch of two its
+    features spilled into the other sample)."""
+    import math
+
+    from train.data import build_samples
+
+    records = [json.loads(line) for line in labelled_corpus.read_text().splitlines()]
+    samples = build_samples(records, {"emotion": 1.0, "comparative": 1.0}, 8, 0)
+    exact = [len(Collator(tiny_model.processor, labelled_corpus.parent, 10**6)([s])["input_ids"][0])
+             for s in samples]
+    limit = sorted(exact)[len(exact) // 2]
+    collator = Collator(tiny_model.processor, labelled_corpus.parent, limit)
+    assert [collator.fits(s) for s in samples] == [n <= limit for n in exact]  # exact where it matters
+    with pytest.raises(ValueError, match="exceeds max_length"):
+        collator([samples[exact.index(max(exact))]])  # never cut silently
+    final = train(Recipe.load(recipe_file(tmp_path, tiny_checkpoint, labelled_corpus, max_length=limit,
+                                          tasks={"emotion": 1.0, "comparative": 1.0}, n_samples=8,
+                                          max_steps=3, logging_steps=1)))
+    left_out = sum(n > limit for n in exact)
+    assert f"left out {left_out} of 8 samples longer than max_length {limit}" in capsys.readouterr().err
+    assert all(math.isfinite(x) for x in losses(tmp_path / "run")) and final.exists()
+    with pytest.raises(ValueError, match="no sample fits in max_length 10 tokens"):
+        train(Recipe.load(recipe_file(tmp_path, tiny_checkpoint, labelled_corpus, max_length=10)))

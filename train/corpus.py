@@ -6,7 +6,9 @@ Each clip is an espeak-ng sentence with a known pitch (low / normal / high), pit
 speaking rate (slow / normal / fast) and amplitude (soft / normal / loud), from a male or a female
 voice; a third of the clips are Praat PSOLA variants of another (pitch shifted, tempo changed),
 recorded with the change. OUT_DIR/manifest.jsonl holds one record per clip: audio_path
-(relative), transcription, dataset "synthetic", gender, and `synthesis` with the settings.
+(relative), transcription, dataset "synthetic", gender, and `synthesis` with the settings; half
+the clips stress one word (espeak-ng's emphasis), named in `stressed_words`, for the SFT stress
+task.
 An `emotion` and a `cot_analysis` are made up from the settings by a fixed toy rule (high+fast+
 loud -> happy, low+slow+soft -> sad, otherwise neutral; the reasoning names the cues): enough to
 exercise emotion-reasoning training end to end, and obviously not a real emotion corpus.
@@ -32,6 +34,7 @@ VOICES = {"Male": "en-us", "Female": "en-us+f3"}
 PITCH = {"low": 25, "normal": 50, "high": 80}  # espeak-ng pitch (0-99)
 RATE = {"slow": 120, "normal": 170, "fast": 230}  # words per minute
 AMPLITUDE = {"soft": 40, "normal": 100, "loud": 190}  # espeak-ng amplitude (0-200)
+STRESSED_SHARE = 0.5  # clips with one word stressed (espeak-ng's SSML emphasis): the stress task
 
 
 def toy_emotion(pitch: str, rate: str, loudness: str) -> tuple[str, str]:
@@ -52,7 +55,7 @@ def build(out_dir: str | Path, n: int = 48, seed: int = 0) -> Path:
     from engine.prosody import synth
     from engine.prosody.manipulate import manipulate
 
-    rng = random.Random(seed)
+    rng, stress_rng = random.Random(seed), random.Random(f"stress-{seed}")
     out = Path(out_dir)
     (out / "clips").mkdir(parents=True, exist_ok=True)
     records, sources = [], []
@@ -70,16 +73,21 @@ def build(out_dir: str | Path, n: int = 48, seed: int = 0) -> Path:
                         "loudness": rng.choice(sorted(AMPLITUDE)),
                         "range_pct": rng.choice([40, 100, 180])}
             text = rng.choice(SENTENCES)
+            if stress_rng.random() < STRESSED_SHARE:  # its own stream: the other draws stay put
+                settings["emphasis"] = stress_rng.randrange(len(text.split(" ")))
             x, sr = synth.espeak(text, voice=VOICES[gender], pitch=PITCH[settings["pitch"]],
                                  rate_wpm=RATE[settings["rate"]],
                                  amplitude=AMPLITUDE[settings["loudness"]],
-                                 pitch_range_pct=settings["range_pct"])
+                                 pitch_range_pct=settings["range_pct"],
+                                 emphasis=settings.get("emphasis"))
             clip = from_array(x, sr)
         name = f"clips/syn{i:04d}.wav"
         sf.write(out / name, clip.samples.clip(-1, 1), clip.sample_rate_hz, subtype="PCM_16")
         emotion, cot = toy_emotion(settings["pitch"], settings["rate"], settings["loudness"])
         record = {"audio_path": name, "transcription": text, "dataset": "synthetic",
                   "gender": gender, "emotion": emotion, "cot_analysis": cot, "synthesis": settings}
+        if "emphasis" in settings:  # a PSOLA variant keeps its source's stressed word
+            record["stressed_words"] = [text.split(" ")[settings["emphasis"]].strip(".,;:!?")]
         records.append(record)
         if "psola_of" not in settings:
             sources.append((clip, record))

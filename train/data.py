@@ -8,11 +8,15 @@
 Tasks (docs/paper.md §4):
 1. "emotion": the released model's exact prompt (engine.reasoning.prompts), answered with
    `<think>cot_analysis</think><answer>label</answer>`;
+   "stress": word-stress perception (the paper's Stress-17K task): which word of the sentence is
+   stressed, from EmotionCoT's `stressed_words` or a Stress-17K-style record (`words`,
+   `stressed_index`), answered with the word;
 2. "attributes": multiple choice on pitch / energy / speed level and intonation shape, answered
    with the measured label;
 3. "comparative": two or three versions of one clip made with engine.prosody.manipulate (pitch shifted,
-   tempo changed or level changed by known amounts), joined by short silences; the question asks
-   which version is highest / fastest / loudest, or to order them;
+   tempo changed or level changed by known amounts, in a random order), joined by short silences;
+   the unchanged version is re-synthesised like the others (its missing PSOLA artefacts would
+   give it away); the question asks which version is highest / fastest / loudest, or to order them;
 4. "caption": speaker traits and prosody in a sentence, from whatever fields exist.
 A sample is a dict: {"id", "task", "messages", "audio"}; `audio` is a recipe (an `audio_path`,
 resolved by train.records' rule, and for comparative samples the variants and the gap), turned
@@ -29,17 +33,18 @@ from typing import Any
 
 import numpy as np
 
-from engine.reasoning.parse import normalize_label
 from engine.reasoning.prompts import (
     ANSWER_CLOSE,
     ANSWER_OPEN,
-    LABELS,
     THINK_CLOSE,
     THINK_OPEN,
     build_messages,
 )
+from train.records import map_label
 
-DEFAULT_RECIPE = {"emotion": 0.4, "attributes": 0.3, "comparative": 0.2, "caption": 0.1}
+DEFAULT_RECIPE = {"emotion": 0.3, "stress": 0.15, "attributes": 0.25, "comparative": 0.2, "caption": 0.1}
+STRESS_QUESTION = ("Which word in this sentence does the speaker stress: \"{text}\"? Answer with "
+                   "the word.")
 GAP_S = 0.4  # silence between the versions of a comparative sample
 ATTRIBUTE_QUESTIONS = {
     "pitch_level": ("What is the pitch level of the speaker's voice in this audio? Please choose "
@@ -95,8 +100,8 @@ def sample_audio(sample: dict[str, Any], base_dir: str | Path = ".") -> np.ndarr
         return clip.samples
     gap = np.zeros(int(spec.get("gap_s", GAP_S) * clip.sample_rate_hz), np.float32)
     parts = []
-    for kwargs in spec["variants"]:
-        parts += [manipulate(clip, **kwargs).samples if kwargs else clip.samples, gap]
+    for kwargs in spec["variants"]:  # every version through PSOLA: none is told by its cleanness
+        parts += [manipulate(clip, resynthesize=True, **kwargs).samples, gap]
     return np.concatenate(parts[:-1])
 
 
@@ -114,13 +119,34 @@ def _chat(question: str | None, answer: str, system: bool = True) -> list[dict]:
 
 
 def _emotion(record: dict, i: int, rng: random.Random) -> list[dict]:
-    label = normalize_label(record.get("emotion"))
+    label = map_label(record.get("emotion"), record.get("dataset"))
     cot = (record.get("cot_analysis") or "").strip()
-    if label not in LABELS or not cot:
+    if label is None or not cot:
         return []
     answer = f"{THINK_OPEN}{cot}{THINK_CLOSE}{ANSWER_OPEN}{label}{ANSWER_CLOSE}"
     return [{"id": f"{i}-emotion", "task": "emotion", "audio": {"audio_path": record["audio_path"]},
              "messages": _chat(None, answer)}]
+
+
+def stressed(record: dict) -> tuple[str | None, list[str]]:
+    """(the sentence, its stressed words) of a record: EmotionCoT's `stressed_words`, or a
+    Stress-17K-style record (`words` and a `stressed_index`, one index or a list)."""
+    text = record.get("transcription") or record.get("text")
+    if record.get("stressed_words"):
+        return text, [str(w) for w in record["stressed_words"]]
+    words, index = record.get("words"), record.get("stressed_index")
+    if words and index is not None:
+        picks = [index] if isinstance(index, int) else list(index)
+        return text or " ".join(words), [str(words[j]) for j in picks]
+    return text, []
+
+
+def _stress(record: dict, i: int, rng: random.Random) -> list[dict]:
+    text, words = stressed(record)
+    if not text or not words:
+        return []
+    return [{"id": f"{i}-stress", "task": "stress", "audio": {"audio_path": record["audio_path"]},
+             "messages": _chat(STRESS_QUESTION.format(text=text), ", ".join(words), system=False)}]
 
 
 def _attributes(record: dict, i: int, rng: random.Random) -> list[dict]:
@@ -140,7 +166,7 @@ def _comparative(record: dict, i: int, rng: random.Random) -> list[dict]:
     k = rng.choice([2, 3])
     chosen = rng.sample(amounts, k)
     order = sorted(range(k), key=lambda j: chosen[j])  # lowest to highest
-    variants = [{keyword: a} if a not in (0.0, 1.0) else {} for a in chosen]
+    variants = [{keyword: a} for a in chosen]  # the unchanged one re-synthesised too (sample_audio)
     if rng.random() < 0.5:
         question = (f"This audio holds {k} versions of the same utterance, separated by short "
                     f"silences. Which version is the {adjective}? Answer with its number.")
@@ -177,6 +203,6 @@ def _caption(record: dict, i: int, rng: random.Random) -> list[dict]:
              "messages": _chat(question, text + ".", system=False)}]
 
 
-_MAKERS = {"emotion": _emotion, "attributes": _attributes, "comparative": _comparative,
-           "caption": _caption}
-TASKS = tuple(_MAKERS)  # the four SFT tasks (docs/paper.md §4), the recipes' `tasks` keys
+_MAKERS = {"emotion": _emotion, "stress": _stress, "attributes": _attributes,
+           "comparative": _comparative, "caption": _caption}
+TASKS = tuple(_MAKERS)  # the paper's four SFT tasks and ours (docs/paper.md §4): recipes' `tasks`

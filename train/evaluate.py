@@ -26,40 +26,11 @@ from typing import Any
 import numpy as np
 
 from engine.reasoning.options import GenerationOptions
-from engine.reasoning.parse import normalize_label, parse
+from engine.reasoning.parse import parse
 from engine.reasoning.prompts import LABELS
-from train.records import JsonlWriter, load_clip, read_jsonl, voice_type
+from train.records import JsonlWriter, load_clip, map_label, read_jsonl, voice_type
 
 EVAL_MAX_NEW_TOKENS = 1024  # the released script's budget: results comparable with the paper's
-
-# How common corpora's labels map to the nine (None: left out of the evaluation).
-LABEL_MAPS: dict[str, dict[str, str | None]] = {
-    # IEMOCAP: the usual merge of excited into happy; frustration and "other" have no class here
-    "iemocap": {"neu": "neutral", "hap": "happy", "exc": "happy", "sad": "sad", "ang": "angry",
-                "sur": "surprise", "fea": "fear", "dis": "contempt", "fru": None, "oth": None,
-                "xxx": None},
-    "meld": {"neutral": "neutral", "joy": "happy", "sadness": "sad", "anger": "angry",
-             "disgust": "contempt", "surprise": "surprise", "fear": "fear"},
-    # RAVDESS: the emotion field of the file name; calm counts as neutral
-    "ravdess": {"01": "neutral", "02": "neutral", "03": "happy", "04": "sad", "05": "angry",
-                "06": "fear", "07": "contempt", "08": "surprise", "calm": "neutral"},
-    # SAVEE: the letter prefix of the file name
-    "savee": {"n": "neutral", "h": "happy", "sa": "sad", "a": "angry", "d": "contempt",
-              "su": "surprise", "f": "fear"},
-}
-
-
-def map_label(raw: str | None, dataset: str | None = None) -> str | None:
-    """A corpus label as one of the nine (None when it has no counterpart)."""
-    if raw is None:
-        return None
-    table = LABEL_MAPS.get((dataset or "").lower(), {})
-    key = str(raw).strip().lower()
-    if key in table:
-        return table[key]
-    label = normalize_label(raw)
-    return label if label in LABELS else None
-
 
 def metrics(gold: list[str], pred: list[str | None]) -> dict[str, Any]:
     """Accuracy, macro-F1 over the classes present in gold, per-class precision/recall, and the
@@ -97,7 +68,7 @@ def generate_batch(loaded, clips, options: GenerationOptions) -> list[str]:
 
 def evaluate(model: str, data: Path, out: Path, judge: str = "fact", batch_size: int = 8,
              options: GenerationOptions | None = None, limit: int | None = None,
-             quant: str = "auto", device: str = "auto") -> dict[str, Any]:
+             quant: str = "bf16", device: str = "auto") -> dict[str, Any]:
     """Reason about every clip of `data` not yet in OUT/predictions.jsonl (greedy, 1024 tokens
     unless `options` say otherwise), then write the report; returns its numbers."""
     from engine.grounding import agreement, check
@@ -114,6 +85,8 @@ def evaluate(model: str, data: Path, out: Path, judge: str = "fact", batch_size:
     done = {r["id"] for r in read_jsonl(pred_path)} if pred_path.exists() else set()
     todo = [r for r in records if r["id"] not in done]
     loaded = load_model(model, quant=quant, device=device) if todo else None
+    if loaded is not None:
+        print(f"evaluating {loaded.describe()}", file=sys.stderr)
     fact = ProsodyFactJudge()
     grader = fact if judge == "fact" else ModelJudge(judge, cache_path=str(out / "judge_cache.json"))
     with JsonlWriter(pred_path, append=True) as predictions:
@@ -181,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top-p", type=float, default=1.0)
     ap.add_argument("--seed", type=int)
     ap.add_argument("--limit", type=int)
-    ap.add_argument("--quant", default="auto")
+    ap.add_argument("--quant", default="bf16",
+                    help="bf16 (what the paper reports; default), nf4, int8, fp32, auto")
     ap.add_argument("--device", default="auto")
     a = ap.parse_args(argv)
     options = GenerationOptions(max_new_tokens=a.max_new_tokens, temperature=a.temperature,

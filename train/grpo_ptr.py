@@ -10,8 +10,9 @@ from a judge's four 1-5 scores (train.judges; equal weights). The group's trust 
 (1 if the correct completions reason at least as well as the wrong ones, else exp(c - w); 1 for a
 group without correct or without wrong completions: an assumption) multiplies R_t in the total
 R = 0.3 R_f + 1.0 R_o + 0.5 tau R_t, whose reasoning term stays off until the progressive gate
-opens (rolling accuracy over `gate_window` completions >= `gate_threshold`; logged when it
-switches). Advantages are group-relative, A_i = (R_i - mean) / (std + 1e-4). The loss is GRPO's:
+opens (rolling accuracy over `gate_window` completions >= `gate_threshold` and stable: moved by
+at most `gate_tolerance` over `gate_stable_steps` steps; its inputs logged every step).
+Advantages are group-relative, A_i = (R_i - mean) / (std + 1e-4). The loss is GRPO's:
 per token -[min(rho A, clip(rho, 1-eps, 1+eps) A) - beta KL], KL the k3 estimator against the
 frozen reference, averaged over each completion's tokens and then over the group; beta = 0.04.
 Only the policy is updated (LoRA / QLoRA adapters or the chosen parts). The KL reference is the
@@ -54,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.reasoning.options import GenerationOptions, eos_ids
-from engine.reasoning.prompts import LABELS, build_messages
+from engine.reasoning.prompts import build_messages
 from train.config import BaseRecipe
 from train.rewards import CRITERIA, TOTAL_WEIGHTS
 
@@ -77,19 +78,22 @@ class Recipe(BaseRecipe):
     reasoning_weights: dict[str, float] | None = None  # None: the four criteria weighted equally
     gate_threshold: float = 0.5  # rolling accuracy that switches the reasoning reward on (> 1: never)
     gate_window: int = 256  # completions in the rolling window (the paper's is unknown)
+    gate_stable_steps: int = 10  # ... and it must have stabilised: over this many steps,
+    gate_tolerance: float = 0.05  # moved by at most this much (train.rewards.ProgressiveGate)
     judge: str = "fact"  # fact, or a local chat model for train.judges.ModelJudge
 
     def validate(self) -> None:
         super().validate()
         if self.num_generations < 2:
             raise ValueError(f"recipe key num_generations must be >= 2 (a group); got {self.num_generations}")
-        for key in ("prompts_per_step", "max_steps", "gate_window"):
+        for key in ("prompts_per_step", "max_steps", "gate_window", "gate_stable_steps"):
             if getattr(self, key) < 1:
                 raise ValueError(f"recipe key {key} must be >= 1; got {getattr(self, key)!r}")
         if self.beta < 0 or self.epsilon <= 0:
             raise ValueError(f"recipe keys beta (>= 0) and epsilon (> 0); got {self.beta}, {self.epsilon}")
-        if self.gate_threshold < 0:
-            raise ValueError(f"recipe key gate_threshold must be >= 0; got {self.gate_threshold}")
+        if self.gate_threshold < 0 or self.gate_tolerance < 0:
+            raise ValueError("recipe keys gate_threshold and gate_tolerance must be >= 0; got "
+                             f"{self.gate_threshold}, {self.gate_tolerance}")
         unknown = set(self.reward_weights) - set(TOTAL_WEIGHTS)
         if unknown:
             raise ValueError(f"recipe key reward_weights names unknown rewards {sorted(unknown)}; "
@@ -174,8 +178,8 @@ def rollout(policy, processor, record: dict, clip, recipe: Recipe, judges, gate_
     import torch
 
     from engine.prosody import analyze
-    from engine.reasoning.parse import normalize_label, parse
-    from train.records import voice_type
+    from engine.reasoning.parse import parse
+    from train.records import map_label, voice_type
     from train.rewards import group_rewards
 
     judge, fact_judge = judges
@@ -200,7 +204,7 @@ def rollout(policy, processor, record: dict, clip, recipe: Recipe, judges, gate_
     thinks = [parse(t).think for t in texts]
     scores = [judge.score(t, record, report) or fact_judge.score(t, record, report)
               for t in thinks]  # a model judge that cannot answer: the fact judge
-    rewards = group_rewards(texts, normalize_label(record["emotion"]), scores, gate_open,
+    rewards = group_rewards(texts, map_label(record["emotion"], record.get("dataset")), scores, gate_open,
                             recipe.reasoning_weights, recipe.reward_weights)
     return Group(inputs, prompt_len, sequences, mask, texts, rewards, truncated)
 
@@ -260,9 +264,8 @@ def train(recipe: Recipe) -> Path:
     from accelerate import Accelerator
     from accelerate.utils import gather_object
 
-    from engine.reasoning.parse import normalize_label
     from train.judges import ModelJudge, ProsodyFactJudge
-    from train.records import JsonlWriter, load_clip, read_jsonl
+    from train.records import JsonlWriter, load_clip, map_label, read_jsonl
     from train.rewards import ProgressiveGate
     from train.sft import adapter_start, copy_processor_files, prepare_model, weight_quant
 
@@ -271,13 +274,10 @@ def train(recipe: Recipe) -> Path:
     rng = random.Random(recipe.seed + accelerator.process_index)
     torch.manual_seed(recipe.seed + accelerator.process_index)
     base = Path(recipe.data).parent
-    records = [r for r in read_jsonl(recipe.data) if normalize_label(r.get("emotion")) in LABELS]
+    records = [r for r in read_jsonl(recipe.data) if map_label(r.get("emotion"), r.get("dataset"))]
     if not records:
         raise ValueError(f"{recipe.data} has no record with one of the nine emotions")
     model, loaded = prepare_model(recipe)
-    for module in model.modules():  # deterministic forwards: the ratio and the KL compare them
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
     reference, start = None, adapter_start(recipe.model)
     if recipe.beta > 0 and recipe.mode == "full":  # a frozen copy at the policy's precision
         from engine.reasoning.model import load_model
@@ -287,12 +287,16 @@ def train(recipe: Recipe) -> Path:
     elif recipe.beta > 0 and start is not None:
         model.load_adapter(str(start), adapter_name=REFERENCE_ADAPTER, is_trainable=False)
         model.train()  # peft leaves the whole model in eval mode after loading a frozen adapter
+    for module in model.modules():  # deterministic forwards (the reference adapter's too): the
+        if isinstance(module, torch.nn.Dropout):  # ratio and the KL compare them
+            module.p = 0.0
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                                   lr=recipe.learning_rate)
     model, optimizer = accelerator.prepare(model, optimizer)
     fact_judge = ProsodyFactJudge()
     judges = (fact_judge if recipe.judge == "fact" else ModelJudge(recipe.judge), fact_judge)
-    gate = ProgressiveGate(recipe.gate_threshold, recipe.gate_window)
+    gate = ProgressiveGate(recipe.gate_threshold, recipe.gate_window, recipe.gate_stable_steps,
+                           recipe.gate_tolerance)
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     with JsonlWriter(out / "metrics.jsonl", append=True) as log:
@@ -323,6 +327,7 @@ def train(recipe: Recipe) -> Path:
                 if accelerator.is_main_process:
                     row = {"step": step, "phase": "reasoning" if gate.open else "outcome",
                            "gate_opened_at": gate.opened_at_step, "gate_accuracy": gate.accuracy,
+                           "gate_change": gate.change,
                            "processes": accelerator.num_processes, "clips": prompts,
                            "weights_in_sync": bool(torch.all(sums == sums[0])),
                            **dict(zip(keys, means))}

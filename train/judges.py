@@ -69,21 +69,23 @@ class ProsodyFactJudge:
 
     @staticmethod
     def _facts(reasoning: str, record: dict[str, Any], report) -> float:
-        if report is not None:
-            from engine.grounding import agreement, check
-
-            share = agreement(check(reasoning, report))
-        else:
-            verdicts = []
-            for attr, value, _, _, negated in find_claims(reasoning):
-                field = RECORD_FIELDS.get(attr)
-                truth = record.get(field) if field else None
-                if truth is None:
-                    continue
+        """1 + 4 x the share of checkable claims that hold. A claim about a level (pitch,
+        loudness, pace) is checked against the record's calibrated label (train.label: tertiles
+        per corpus, pitch per corpus and gender) when it has one; everything else, and levels
+        the record lacks, against the measured report (pitch placed for the record's gender:
+        engine.prosody.levels' voice types), or the record's labels when no report is given."""
+        verdicts = []
+        for claim in _checked(reasoning, report):
+            attr, value, negated = claim[:3]
+            field = RECORD_FIELDS.get(attr)
+            truth = record.get(field) if field else None
+            if truth is not None and (report is None or attr != "contour"):
                 wanted = {"loud": "high", "soft": "low"}.get(value, value)
                 holds = truth == wanted or (attr == "contour" and truth.startswith(wanted))
                 verdicts.append(holds != negated)
-            share = sum(verdicts) / len(verdicts) if verdicts else None
+            elif claim[3] in ("supported", "contradicted"):
+                verdicts.append(claim[3] == "supported")
+        share = sum(verdicts) / len(verdicts) if verdicts else None
         return 2.0 if share is None else 1.0 + 4.0 * share
 
     @staticmethod
@@ -94,6 +96,15 @@ class ProsodyFactJudge:
         trigrams = list(zip(words, words[1:], words[2:]))
         distinct = len(set(trigrams)) / len(trigrams) if trigrams else 0.0
         return 1.0 + 2.0 * length + 2.0 * distinct
+
+
+def _checked(reasoning: str, report) -> list[tuple[str, str, bool, str | None]]:
+    """(attribute, value, negated, the report's verdict or None) for every claim."""
+    if report is None:
+        return [(attr, value, negated, None) for attr, value, _, _, negated in find_claims(reasoning)]
+    from engine.grounding import check
+
+    return [(c.attribute, c.value, c.negated, c.verdict) for c in check(reasoning, report)]
 
 
 def parse_scores(text: str) -> dict[str, float] | None:

@@ -13,9 +13,11 @@ Two passes, as the reference pipeline (docs/paper.md §3):
   (syllables per second of speech from the transcript via CMUdict; the acoustic syllable-nuclei
   rate without one), intonation, voice quality, under `prosody`; `intonation` at the top level;
   gender / age / stress from the record or a tagger plug-in (train.taggers), else null.
-- calibrate turns measurements into low/normal/high by tertiles per group: energy and rate per
-  dataset, pitch per dataset and gender; a group of fewer than `--min-group` clips (50) uses the
-  pooled cuts. The cut points go to OUT.cuts.json, the label distribution to OUT.report.md.
+- calibrate turns measurements into low/normal/high by tertiles per group: energy per dataset,
+  pitch per dataset and gender, rate per dataset and rate source (transcript or acoustic: two
+  estimators, never one tertile set); a group of fewer than `--min-group` clips (50) uses the
+  cuts pooled over datasets, pitch within its gender and rate within its source. The cut
+  points go to OUT.cuts.json, the label distribution to OUT.report.md.
 A clip that fails goes to OUT.errors.jsonl with the reason; a rerun skips clips already in the
 output (and retries the failed ones). The output is in the EmotionCoT schema, so released
 EmotionCoT annotations and these are interchangeable.
@@ -42,7 +44,7 @@ from engine.prosody.levels import LEVEL_WORDS, place
 from train.records import SCHEMA, JsonlWriter, audio_file, load_clip, read_jsonl, rebase
 
 TERTILES = (100 / 3, 200 / 3)  # percentiles of the cut points (docs/paper.md §3)
-MIN_GROUP = 50  # smaller groups fall back to pooled cuts (docs/paper.md §3)
+MIN_GROUP = 50  # smaller groups fall back to pooled cuts (docs/paper.md §3), pitch within its gender
 MEASURE = {"pitch": "pitch_median_hz", "energy": "energy_dbfs", "speed": "rate_sps"}
 
 logger = logging.getLogger(__name__)
@@ -114,12 +116,12 @@ def calibrate(input_path: Path, output: Path, min_group: int = MIN_GROUP) -> dic
     records = [rebase(r, input_path.parent, output.parent) for r in read_jsonl(input_path)]
     cuts: dict[str, dict[str, list[float] | None]] = {}
     for attr, key in MEASURE.items():
-        values = [(r["prosody"][key], _group(attr, r)) for r in records if r["prosody"].get(key) is not None]
-        pooled = _tertiles([v for v, _ in values])
-        by_group = defaultdict(list)
-        for v, g in values:
-            by_group[g].append(v)
-        cuts[attr] = {"pooled": pooled}
+        by_group, by_pool = defaultdict(list), defaultdict(list)
+        for r in records:
+            if r["prosody"].get(key) is not None:
+                by_group[_group(attr, r)].append(r["prosody"][key])
+                by_pool[_pool(attr, r)].append(r["prosody"][key])
+        cuts[attr] = {pool: _tertiles(vs) for pool, vs in sorted(by_pool.items())}
         cuts[attr].update({g: (_tertiles(vs) if len(vs) >= min_group else None)
                            for g, vs in sorted(by_group.items())})
     counts: dict[str, Counter] = defaultdict(Counter)
@@ -127,7 +129,7 @@ def calibrate(input_path: Path, output: Path, min_group: int = MIN_GROUP) -> dic
         for r in records:
             for attr, key in MEASURE.items():
                 value, group = r["prosody"].get(key), _group(attr, r)
-                cut = cuts[attr].get(group) or cuts[attr]["pooled"]
+                cut = cuts[attr].get(group) or cuts[attr].get(_pool(attr, r))
                 level = place(value, cut, LEVEL_WORDS[attr])
                 r[f"{attr}_level"] = level
                 counts[f"{attr} {group}"][level] += 1
@@ -136,7 +138,7 @@ def calibrate(input_path: Path, output: Path, min_group: int = MIN_GROUP) -> dic
             out.write(r)
     output.with_suffix(".cuts.json").write_text(json.dumps(
         {"percentiles": TERTILES, "min_group": min_group, "cuts": cuts}, indent=2))
-    output.with_suffix(".report.md").write_text(_report(counts, cuts, len(records)))
+    output.with_suffix(".report.md").write_text(_report(counts, cuts, len(records), records))
     return cuts
 
 
@@ -183,22 +185,42 @@ def _key(record: dict, base: Path) -> str | None:
 
 
 def _group(attr: str, record: dict) -> str:
+    """The group whose tertiles set the record's level: the dataset, and for pitch its gender,
+    for speed the rate's source (a transcript's syllables and acoustic nuclei are two
+    estimators with different scales, never mixed in one tertile set)."""
     dataset = record.get("dataset") or "all"
-    return f"{dataset}/{record.get('gender') or 'unknown'}" if attr == "pitch" else dataset
+    return f"{dataset}/{_split(attr, record)}" if _split(attr, record) else dataset
+
+
+def _pool(attr: str, record: dict) -> str:
+    """Where a group under --min-group clips takes its cuts: every dataset pooled, but pitch
+    only within its gender (the reference pipeline never pools pitch across genders) and speed
+    only within its rate source."""
+    return f"pooled/{_split(attr, record)}" if _split(attr, record) else "pooled"
+
+
+def _split(attr: str, record: dict) -> str | None:
+    if attr == "pitch":
+        return record.get("gender") or "unknown"
+    if attr == "speed":
+        return record["prosody"].get("rate_source") or "acoustic"
+    return None
 
 
 def _tertiles(values: list[float]) -> list[float] | None:
     return [round(float(v), 4) for v in np.percentile(values, TERTILES)] if values else None
 
 
-def _report(counts: dict[str, Counter], cuts: dict, n: int) -> str:
+def _report(counts: dict[str, Counter], cuts: dict, n: int, records: list[dict]) -> str:
+    pools = {f"{attr} {_group(attr, r)}": _pool(attr, r) for r in records for attr in MEASURE}
     lines = [f"# Prosody label distribution ({n} clips)", "",
              "| attribute group | cuts (low/high) | " + " | ".join(("low", "normal", "high", "none")) + " |",
              "| --- | --- | --- | --- | --- | --- |"]
     for name, c in sorted(counts.items()):
         attr, group = name.split(" ", 1)
-        cut = cuts[attr].get(group) or cuts[attr]["pooled"]
-        cut_text = f"{cut[0]:g} / {cut[1]:g}" + ("" if cuts[attr].get(group) else " (pooled)") if cut else "-"
+        own = cuts[attr].get(group)
+        cut = own or cuts[attr].get(pools[name])
+        cut_text = f"{cut[0]:g} / {cut[1]:g}" + ("" if own else f" ({pools[name]})") if cut else "-"
         names = LEVEL_WORDS[attr]
         lines.append(f"| {name} | {cut_text} | " + " | ".join(str(c.get(k, 0)) for k in (*names, None)) + " |")
     return "\n".join(lines) + "\n"

@@ -121,3 +121,44 @@ def rebase(record: Mapping[str, Any], from_dir: str | os.PathLike,
         target = Path(os.path.abspath(Path(from_dir) / path))
         out["audio_path"] = os.path.relpath(target, os.path.abspath(to_dir))
     return out
+
+
+# How common corpora's labels map to the nine (None: left out of the evaluation).
+LABEL_MAPS: dict[str, dict[str, str | None]] = {
+    # IEMOCAP: the usual merge of excited into happy; frustration and "other" have no class here.
+    # Its codes and the full words releases write (never guessed through synonyms: "frustrated"
+    # must not become angry)
+    "iemocap": {"neu": "neutral", "hap": "happy", "exc": "happy", "sad": "sad", "ang": "angry",
+                "sur": "surprise", "fea": "fear", "dis": "contempt", "fru": None, "oth": None,
+                "xxx": None, "neutral": "neutral", "happy": "happy", "happiness": "happy",
+                "excited": "happy", "excitement": "happy", "sadness": "sad", "angry": "angry",
+                "anger": "angry", "surprise": "surprise", "surprised": "surprise", "fear": "fear",
+                "fearful": "fear", "disgust": "contempt", "disgusted": "contempt",
+                "frustrated": None, "frustration": None, "other": None},
+    "meld": {"neutral": "neutral", "joy": "happy", "sadness": "sad", "anger": "angry",
+             "disgust": "contempt", "surprise": "surprise", "fear": "fear"},
+    # RAVDESS: the emotion field of the file name, or its word; calm counts as neutral
+    "ravdess": {"01": "neutral", "02": "neutral", "03": "happy", "04": "sad", "05": "angry",
+                "06": "fear", "07": "contempt", "08": "surprise", "calm": "neutral"},
+    # SAVEE: the letter prefix of the file name
+    "savee": {"n": "neutral", "h": "happy", "sa": "sad", "a": "angry", "d": "contempt",
+              "su": "surprise", "f": "fear"},
+}
+
+
+def map_label(raw: str | None, dataset: str | None = None) -> str | None:
+    """A corpus label as one of the nine (None when it has no counterpart): the one mapping SFT
+    targets, GRPO-PTR's data and rewards, and the evaluation all use."""
+    from engine.reasoning.parse import normalize_label
+    from engine.reasoning.prompts import LABELS
+
+    if raw is None:
+        return None
+    table = LABEL_MAPS.get((dataset or "").lower(), {})
+    key = str(raw).strip().lower()
+    if key in table:
+        return table[key]
+    if table and dataset and dataset.lower() == "iemocap":
+        return None  # a code or word IEMOCAP has no class for here
+    label = normalize_label(raw)
+    return label if label in LABELS else None

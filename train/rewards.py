@@ -85,15 +85,21 @@ def total_reward(r_format: float, r_outcome: float, r_reasoning: float, tau: flo
 @dataclass
 class ProgressiveGate:
     """The reasoning term switches on, once and for good, when the rolling accuracy over the last
-    `window` completions reaches `threshold` (the paper: "stabilised around 50 %"; the window is
-    unknown, 256 by default)."""
+    `window` completions has reached `threshold` and stabilised: over the last `stable_steps`
+    steps (with a full window) it moved by at most `tolerance` (max - min). The paper: accuracy
+    "stabilised around 50 %"; its window and tolerance are unknown (256 completions, 10 steps,
+    0.05 by default). Opening on the first window above the threshold would switch on a reward
+    for reasoning while the accuracy is still climbing steeply (or on a lucky window)."""
 
     threshold: float = 0.5
     window: int = 256
+    stable_steps: int = 10
+    tolerance: float = 0.05
     opened_at_step: int | None = None
 
     def __post_init__(self) -> None:
         self._recent: deque = deque(maxlen=self.window)
+        self._history: deque = deque(maxlen=self.stable_steps)  # accuracy after each full step
 
     @property
     def open(self) -> bool:
@@ -104,14 +110,22 @@ class ProgressiveGate:
         self._recent.extend(outcomes)
         if self.open or len(self._recent) < self.window:
             return False
-        if sum(self._recent) / len(self._recent) >= self.threshold:
+        self._history.append(self.accuracy)
+        if (len(self._history) == self.stable_steps and self.accuracy >= self.threshold
+                and self.change <= self.tolerance):
             self.opened_at_step = step
             return True
         return False
 
     @property
     def accuracy(self) -> float | None:
+        """The rolling accuracy over the last `window` completions."""
         return sum(self._recent) / len(self._recent) if self._recent else None
+
+    @property
+    def change(self) -> float | None:
+        """How far the accuracy moved over the last `stable_steps` steps (max - min)."""
+        return max(self._history) - min(self._history) if self._history else None
 
 
 def group_rewards(completions: list[str], label: str, judge_scores: list[dict[str, float]],

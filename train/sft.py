@@ -36,6 +36,10 @@ from train.data import DEFAULT_RECIPE, TASKS
 from train.records import JsonlWriter
 
 IGNORE = -100  # label of tokens that carry no loss
+# Qwen2.5-Omni's audio encoder: 100 mel frames a second, pooled 4x: 25 tokens a second (measured
+# with the processor: 10 s -> 251, 30 s -> 751); used to spot samples near max_length cheaply
+AUDIO_TOKENS_PER_S = 25
+LENGTH_MARGIN = 16  # tokens of slack in that estimate before the exact count is taken
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
                 "fc1", "fc2", "out_proj", "proj")
 PROCESSOR_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
@@ -53,7 +57,7 @@ class Recipe(BaseRecipe):
     epochs: float = 1.0
     batch_size: int = 1
     grad_accum: int = 8
-    max_length: int = 4096  # tokens; longer samples are cut (their loss tokens with them)
+    max_length: int = 4096  # tokens; longer samples are left out (counted), never cut
     merge: bool = False  # also write OUT/merged: a LoRA merged into a 16-bit base
     resume: bool = False
 
@@ -100,10 +104,33 @@ class Collator:
                 labels[i, int(ends[-1]) + 1:] = IGNORE  # the newline after <|im_end|>, padding
         labels[batch["attention_mask"] == 0] = IGNORE
         batch["labels"] = labels
-        if batch["input_ids"].shape[1] > self.max_length:
-            for key in ("input_ids", "attention_mask", "labels"):
-                batch[key] = batch[key][:, : self.max_length]
+        if batch["input_ids"].shape[1] > self.max_length:  # `fits` left such samples out
+            raise ValueError(f"a batch of {batch['input_ids'].shape[1]} tokens exceeds max_length "
+                             f"{self.max_length}: filter the samples with Collator.fits first")
         return {k: (v if isinstance(v, torch.Tensor) else torch.as_tensor(v)) for k, v in batch.items()}
+
+    def fits(self, sample: dict[str, Any]) -> bool:
+        """Whether the sample's text and audio tokens fit in max_length. Cutting a sample would
+        cut its audio placeholders but not its audio features (once: loss NaN, and features
+        spilling into the next sample of the batch), so a sample that does not fit is left out.
+        Cheap for most: the text's tokens plus 25 per second of audio (read from the file's
+        header); exact (the processor on the real audio) only within LENGTH_MARGIN of the limit."""
+        import soundfile as sf
+
+        from train.data import GAP_S, sample_audio
+        from train.records import audio_file
+
+        spec = sample["audio"]
+        seconds = sf.info(str(audio_file(spec, self.base_dir))).duration
+        if "variants" in spec:
+            seconds = sum(seconds / v.get("tempo", 1.0) for v in spec["variants"]) \
+                + spec.get("gap_s", GAP_S) * (len(spec["variants"]) - 1)
+        text = self.processor.apply_chat_template(sample["messages"], tokenize=False)
+        estimate = len(self.processor.tokenizer(text)["input_ids"]) + AUDIO_TOKENS_PER_S * seconds
+        if estimate + LENGTH_MARGIN <= self.max_length:
+            return True
+        audio = sample_audio(sample, self.base_dir)
+        return len(self.processor(text=text, audio=[audio])["input_ids"][0]) <= self.max_length
 
 
 def part_of(name: str) -> str | None:
@@ -200,9 +227,16 @@ def train(recipe: Recipe) -> Path:
         raise ValueError(f"{recipe.data} gives no samples for the tasks {list(recipe.tasks)}")
     model, loaded = prepare_model(recipe)
     out = Path(recipe.output_dir)
+    collator = Collator(loaded.processor, Path(recipe.data).parent, recipe.max_length)
+    kept = [s for s in samples if collator.fits(s)]
+    if len(kept) < len(samples):
+        print(f"left out {len(samples) - len(kept)} of {len(samples)} samples longer than "
+              f"max_length {recipe.max_length} tokens", file=sys.stderr)
+    if not kept:
+        raise ValueError(f"no sample fits in max_length {recipe.max_length} tokens (audio takes "
+                         f"{AUDIO_TOKENS_PER_S} a second): raise max_length or use shorter clips")
     trainer = Trainer(
-        model=model, train_dataset=samples,
-        data_collator=Collator(loaded.processor, Path(recipe.data).parent, recipe.max_length),
+        model=model, train_dataset=kept, data_collator=collator,
         callbacks=[MetricsLog(out / "metrics.jsonl")],
         args=TrainingArguments(
             output_dir=str(out), per_device_train_batch_size=recipe.batch_size,

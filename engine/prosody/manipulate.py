@@ -35,19 +35,23 @@ GAIN_LIMIT_DB = 60.0
 
 
 def manipulate(clip: Clip, pitch_shift_st: float = 0.0, pitch_range: float = 1.0,
-               tempo: float = 1.0, gain_db: float = 0.0, tilt_st: float = 0.0) -> Clip:
+               tempo: float = 1.0, gain_db: float = 0.0, tilt_st: float = 0.0,
+               resynthesize: bool = False) -> Clip:
     """Re-synthesise `clip` with its F0 shifted by `pitch_shift_st` semitones, its pitch range
     scaled by `pitch_range` about the median, a rise (or fall) of `tilt_st` semitones added from
     start to end, its tempo multiplied by `tempo` (duration divided) and its level changed by
-    `gain_db`. Raises `ValueError` for settings out of range and `AudioError` when the pitch is
-    to change but the clip has no voiced speech."""
+    `gain_db`. Without a pitch or time change the samples are kept as they are, unless
+    `resynthesize`: then they go through PSOLA all the same, so that an unchanged version
+    carries the same re-synthesis artefacts as its changed siblings (training data must not let
+    a model find the original by its cleanness). Raises `ValueError` for settings out of range
+    and `AudioError` when the pitch is to change but the clip has no voiced speech."""
     _check("pitch_shift_st", pitch_shift_st, -SHIFT_LIMIT_ST, SHIFT_LIMIT_ST)
     _check("tilt_st", tilt_st, -TILT_LIMIT_ST, TILT_LIMIT_ST)
     _check("pitch_range", pitch_range, *RANGE_LIMITS)
     _check("tempo", tempo, *TEMPO_LIMITS)
     _check("gain_db", gain_db, -GAIN_LIMIT_DB, GAIN_LIMIT_DB)
     x = clip.samples
-    if pitch_shift_st != 0.0 or pitch_range != 1.0 or tempo != 1.0 or tilt_st != 0.0:
+    if resynthesize or pitch_shift_st != 0.0 or pitch_range != 1.0 or tempo != 1.0 or tilt_st != 0.0:
         x = _psola(clip, pitch_shift_st, pitch_range, tempo, tilt_st)
     if gain_db != 0.0:
         x = x * np.float32(10.0 ** (gain_db / 20.0))

@@ -101,11 +101,14 @@ def espeak_available() -> bool:
 
 
 def espeak(text: str, *, voice: str = "en-us", pitch: int = 50, pitch_range_pct: int = 100,
-           rate_wpm: int = 175, amplitude: int = 100) -> tuple[np.ndarray, int]:
+           rate_wpm: int = 175, amplitude: int = 100,
+           emphasis: int | None = None) -> tuple[np.ndarray, int]:
     """Speak `text` with espeak-ng; returns (float32 samples, sample rate). espeak's own units:
     pitch 0-99 (its default 50 is ~100 Hz for en-us), rate in words per minute, amplitude 0-200;
     the pitch range is an SSML percentage of espeak's default (25 % is near-monotone, 200 %
-    lively), since the espeak-ng command line has no range option."""
+    lively), since the espeak-ng command line has no range option. `emphasis` stresses the word
+    at that index (of the space-separated words) with SSML's <emphasis>: espeak-ng says it
+    higher, louder and longer."""
     from xml.sax.saxutils import escape
 
     import soundfile as sf
@@ -114,7 +117,10 @@ def espeak(text: str, *, voice: str = "en-us", pitch: int = 50, pitch_range_pct:
         raise RuntimeError("espeak-ng is not installed (Debian: apt-get install espeak-ng)")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "speech.wav"
-        ssml = f'<speak><prosody range="{int(pitch_range_pct)}%">{escape(text)}</prosody></speak>'
+        words = [escape(w) for w in text.split(" ")]
+        if emphasis is not None:
+            words[emphasis] = f"<emphasis>{words[emphasis]}</emphasis>"
+        ssml = f'<speak><prosody range="{int(pitch_range_pct)}%">{" ".join(words)}</prosody></speak>'
         done = subprocess.run(["espeak-ng", "-m", "-v", voice, "-p", str(pitch), "-s", str(rate_wpm),
                                "-a", str(amplitude), "-w", str(out), ssml],
                               capture_output=True, text=True, timeout=60)

@@ -31,6 +31,11 @@ AUDIO_PREFIX = "<audio>"
 # "contempt or disgust" (LABEL_OPTIONS holds each label's wording in the question).
 LABELS = ("neutral", "happy", "sad", "angry", "contempt", "confused", "whisper", "surprise", "fear")
 LABEL_OPTIONS = {label: ("contempt or disgust" if label == "contempt" else label) for label in LABELS}
+# What a model may write as each answer: the question's wording, and for contempt also the one
+# word train.data's targets write ("contempt") and its other half ("disgust"). The scores take
+# each label's best spelling, so training, scoring and parsing agree on the label.
+LABEL_SPELLINGS = {label: (LABEL_OPTIONS[label],) + (("contempt", "disgust") if label == "contempt" else ())
+                   for label in LABELS}
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"

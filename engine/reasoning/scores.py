@@ -2,14 +2,16 @@
 
 After the reasoning, every label is scored as the continuation of `<answer>`: the mean
 log-probability of its tokens (length-normalised, so "contempt or disgust" is not penalised for
-being three words), then a softmax over the nine. The labels are written as the question offers
-them (LABEL_OPTIONS), after the whitespace the model itself put after `<answer>`. When the output
+being three words), then a softmax over the nine. Each label is written in every spelling a
+model may give it (LABEL_SPELLINGS: the question's wording, and "contempt" / "disgust" for
+contempt, as train.data's targets write it) and takes its best, after the whitespace the model
+itself put after `<answer>`. When the output
 has no answer (cut off by the token limit, or malformed), the scores are those of the answer the
 model would give if its reasoning ended there: `</think><answer> ` is appended, and the result
 says `forced`.
 
 Cost: one forward over prompt and reasoning (as long as a prefill) whose cache is shared by the
-nine continuations, then one batched forward of a few tokens each.
+continuations (eleven spellings of the nine), then one batched forward of a few tokens each.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from engine.reasoning.prompts import ANSWER_OPEN, LABEL_OPTIONS, LABELS, THINK_CLOSE
+from engine.reasoning.prompts import ANSWER_OPEN, LABEL_SPELLINGS, LABELS, THINK_CLOSE
 
 _ANSWER_RE = re.compile(re.escape(ANSWER_OPEN) + r"(\s*)", re.IGNORECASE)
 
@@ -50,8 +52,9 @@ def score_labels(model, inputs, generated_text: str, tokenizer) -> LabelScores:
     import torch
 
     prefix, space, forced = answer_prefix(generated_text)
-    sequences = [tokenizer(prefix + space + LABEL_OPTIONS[label], add_special_tokens=False)
-                 ["input_ids"] for label in LABELS]
+    spelled = [(label, text) for label in LABELS for text in LABEL_SPELLINGS[label]]
+    sequences = [tokenizer(prefix + space + text, add_special_tokens=False)["input_ids"]
+                 for _, text in spelled]
     common = _common_prefix_len(sequences)
     common = min(common, min(len(s) for s in sequences) - 1)  # keep >= 1 token per label
     prompt_ids = inputs["input_ids"]
@@ -62,20 +65,21 @@ def score_labels(model, inputs, generated_text: str, tokenizer) -> LabelScores:
     with torch.no_grad():
         first = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, **extra)
         cache = first.past_key_values
-        cache.batch_repeat_interleave(len(LABELS))
+        cache.batch_repeat_interleave(len(sequences))
         rests = [s[common:] for s in sequences]
         width = max(len(r) for r in rests)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         rest = torch.tensor([r + [pad] * (width - len(r)) for r in rests], device=device)
         start = ids.shape[1] + model.rope_deltas.to(device).reshape(-1)[0]
         positions = (start + torch.arange(width, device=device)).view(1, 1, -1)
-        positions = positions.expand(3, len(LABELS), -1)
+        positions = positions.expand(3, len(sequences), -1)
         second = model(input_ids=rest, past_key_values=cache, position_ids=positions, use_cache=True)
     # logits predicting rest[:, j]: the shared prefill's last position for j = 0, then rest[:, j-1]
-    logits = torch.cat([first.logits[:, -1:].expand(len(LABELS), -1, -1), second.logits[:, :-1]],
+    logits = torch.cat([first.logits[:, -1:].expand(len(sequences), -1, -1), second.logits[:, :-1]],
                        dim=1).float()
     logp = torch.log_softmax(logits, dim=-1).gather(-1, rest.unsqueeze(-1)).squeeze(-1)
-    means = [float(logp[i, : len(r)].mean()) for i, r in enumerate(rests)]
+    spelling_means = [float(logp[i, : len(r)].mean()) for i, r in enumerate(rests)]
+    means = [max(m for (lab, _), m in zip(spelled, spelling_means) if lab == label) for label in LABELS]
     probs = torch.softmax(torch.tensor(means, dtype=torch.float64), dim=0).tolist()
     return LabelScores(probs=dict(zip(LABELS, probs)), mean_logprob=dict(zip(LABELS, means)),
                        forced=forced, prefix_text=prefix + space)
