@@ -27,14 +27,14 @@ def test_grpo_ptr_in_two_processes(tmp_path, tiny_checkpoint, labelled_corpus):
     out = launch("train.grpo_ptr", {
         "model": str(tiny_checkpoint), "data": str(labelled_corpus), "output_dir": str(tmp_path / "g"),
         "mode": "lora", "num_generations": 2, "max_steps": 3, "max_new_tokens": 8,
-        "learning_rate": "1e-3", "gate_window": 4, "gate_threshold": 0.0, "gate_stable_steps": 1,
+        "learning_rate": "1e-3", "gate_window": 2, "gate_threshold": 0.0, "gate_stable_steps": 1,
         "save_steps": 2}, tmp_path)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3]  # one log, written by one process
     assert all(r["processes"] == 2 and len(r["clips"]) == 2 for r in rows)
     assert any(a != b for a, b in (r["clips"] for r in rows))  # each process draws its own clips
     assert all(r["weights_in_sync"] for r in rows)
-    # the gate counts both processes' completions: 2 x 2 fill its window of 4 at the first step
+    # the gate counts both processes' completions: its window (2 per process) is full at step 1
     assert rows[0]["gate_opened_at"] == 1
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint-2", "final", "metrics.jsonl"]
     assert (out / "final" / "adapter_model.safetensors").exists()

@@ -136,3 +136,33 @@ def test_full_training_starts_at_kl_zero_against_a_reference_at_its_precision(
     train(recipe(tmp_path, tiny_checkpoint, labelled_corpus, mode="full", max_steps=1,
                  learning_rate="1e-6"))
     assert metrics(tmp_path / "run")[0]["kl"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_sampling_with_gradient_checkpointing_on_writes_what_eval_mode_writes(tiny_checkpoint):
+    """A checkpointed layer in training mode drops the KV cache: without `sampling` the greedy
+    tokens came out different (each attended only to itself)."""
+    import numpy as np
+
+    from engine.reasoning.model import load_model
+    from engine.reasoning.options import GenerationOptions
+    from engine.reasoning.prompts import build_messages
+    from train.grpo_ptr import sampling
+
+    loaded = load_model(str(tiny_checkpoint), quant="fp32")
+    model, processor = loaded.model, loaded.processor
+    prompt = processor.apply_chat_template(build_messages(), add_generation_prompt=True, tokenize=False)
+    inputs = processor(text=prompt, audio=[np.random.RandomState(0).randn(48000).astype(np.float32) * 0.1])
+    options = GenerationOptions(max_new_tokens=32)
+
+    def greedy():
+        with torch.no_grad():
+            return options.generate(model, processor.tokenizer, inputs)[0].tolist()
+
+    model.eval()
+    reference = greedy()
+    model.gradient_checkpointing_enable()
+    model.train()
+    with sampling(model):
+        assert greedy() == reference
+    assert model.is_gradient_checkpointing  # back on for the update
+    assert greedy() != reference  # what the rollout sampled before

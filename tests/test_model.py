@@ -204,6 +204,7 @@ def test_auto_puts_each_launched_process_on_its_own_gpu():
     """Once: under `accelerate launch` every rank loaded the 7B onto GPU 0."""
     from engine.reasoning.model import auto_device
 
-    assert auto_device(True, {"LOCAL_RANK": "1"}) == "cuda:1"
-    assert auto_device(True, {}) == "cuda:0"
+    assert auto_device(True, {"LOCAL_RANK": "1"}, gpus=8) == "cuda:1"
+    assert auto_device(True, {}, gpus=8) == "cuda:0"
+    assert auto_device(True, {"LOCAL_RANK": "3"}, gpus=1) == "cuda:0"  # a scheduler shows each rank one
     assert auto_device(False, {"LOCAL_RANK": "1"}) == "cpu"

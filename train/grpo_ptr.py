@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import random
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,7 @@ class Recipe(BaseRecipe):
     reward_weights: dict[str, float] = field(default_factory=lambda: dict(TOTAL_WEIGHTS))
     reasoning_weights: dict[str, float] | None = None  # None: the four criteria weighted equally
     gate_threshold: float = 0.5  # rolling accuracy that switches the reasoning reward on (> 1: never)
-    gate_window: int = 256  # completions in the rolling window (the paper's is unknown)
+    gate_window: int = 256  # completions per process in the rolling window (the paper's is unknown)
     gate_stable_steps: int = 10  # ... and it must have stabilised: over this many steps,
     gate_tolerance: float = 0.05  # moved by at most this much (train.rewards.ProgressiveGate)
     judge: str = "fact"  # fact, or a local chat model for train.judges.ModelJudge
@@ -192,7 +193,7 @@ def rollout(policy, processor, record: dict, clip, recipe: Recipe, judges, gate_
                 "attention_mask": inputs["attention_mask"].repeat(k, 1),
                 "input_features": inputs["input_features"].repeat(k, 1, 1),
                 "feature_attention_mask": inputs["feature_attention_mask"].repeat(k, 1)}
-    with torch.no_grad():
+    with torch.no_grad(), sampling(policy):
         generated = recipe.generation.generate(policy, tokenizer, repeated)
     sequences = generated[:, prompt_len:]
     ends = eos_ids(policy)
@@ -212,6 +213,22 @@ def rollout(policy, processor, record: dict, clip, recipe: Recipe, judges, gate_
 REFERENCE_ADAPTER = "reference"  # a frozen copy of the starting adapter: the KL reference
 
 
+@contextmanager
+def sampling(model):
+    """Generation with gradient checkpointing switched off for its duration: a checkpointed
+    layer in training mode drops the KV cache (transformers' GradientCheckpointingLayer), so
+    every sampled token would attend only to itself. (Not eval mode: on a CPU, bitsandbytes
+    repacks 4-bit weights for inference in eval mode, and the next training forward fails.)"""
+    checkpointing = bool(getattr(model, "is_gradient_checkpointing", False))
+    if checkpointing:
+        model.gradient_checkpointing_disable()
+    try:
+        yield
+    finally:
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+
+
 def reference_logps(model, reference, args, accelerator):
     """The KL reference's log-probabilities: the starting model. `reference` is a frozen copy
     (full training); else the policy with its frozen REFERENCE_ADAPTER active (a run that
@@ -220,8 +237,9 @@ def reference_logps(model, reference, args, accelerator):
 
     peft_model = accelerator.unwrap_model(model)
     with torch.no_grad():
-        if reference is not None:
-            return token_logps(reference, *args)
+        if reference is not None:  # under the policy's autocast: the same bf16 arithmetic
+            with accelerator.autocast():
+                return token_logps(reference, *args)
         if REFERENCE_ADAPTER in getattr(peft_model, "peft_config", {}):
             peft_model.set_adapter(REFERENCE_ADAPTER, inference_mode=True)
             try:  # called before the policy's forward: no adapter switch under a live graph
@@ -271,6 +289,10 @@ def train(recipe: Recipe) -> Path:
 
     cuda = torch.cuda.is_available()
     accelerator = Accelerator(cpu=not cuda, mixed_precision="bf16" if cuda else "no")
+    if accelerator.distributed_type.name in ("DEEPSPEED", "FSDP"):
+        raise ValueError(f"GRPO-PTR runs under DDP (train/recipes/accelerate_ddp.yaml), not "
+                         f"{accelerator.distributed_type.name}: each process samples from the whole "
+                         "model, which sharding takes apart; use mode qlora or lora to fit a GPU")
     rng = random.Random(recipe.seed + accelerator.process_index)
     torch.manual_seed(recipe.seed + accelerator.process_index)
     base = Path(recipe.data).parent
@@ -295,8 +317,10 @@ def train(recipe: Recipe) -> Path:
     model, optimizer = accelerator.prepare(model, optimizer)
     fact_judge = ProsodyFactJudge()
     judges = (fact_judge if recipe.judge == "fact" else ModelJudge(recipe.judge), fact_judge)
-    gate = ProgressiveGate(recipe.gate_threshold, recipe.gate_window, recipe.gate_stable_steps,
-                           recipe.gate_tolerance)
+    # the window holds gate_window completions per process: with more GPUs each step adds more,
+    # and a window that one step refills would make the stability check a coin toss
+    gate = ProgressiveGate(recipe.gate_threshold, recipe.gate_window * accelerator.num_processes,
+                           recipe.gate_stable_steps, recipe.gate_tolerance)
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     with JsonlWriter(out / "metrics.jsonl", append=True) as log:
@@ -343,10 +367,11 @@ def train(recipe: Recipe) -> Path:
 
 
 def weights_checksum(model, device):
-    """A sum over the trained weights: equal on every process while they hold the same model."""
+    """A sum over the trained weights (float64 accumulation, no copy): equal on every process
+    while they hold the same model (DDP: each holds all of it)."""
     import torch
 
-    trained = [p.detach().double().sum() for p in model.parameters() if p.requires_grad]
+    trained = [p.detach().sum(dtype=torch.float64) for p in model.parameters() if p.requires_grad]
     return torch.stack(trained).sum().to(device) if trained else torch.zeros((), device=device)
 
 

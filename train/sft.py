@@ -252,7 +252,10 @@ def train(recipe: Recipe) -> Path:
     trainer.save_model(str(final))  # the main process writes, ZeRO-3 / FSDP shards gathered first
     if trainer.is_world_process_zero():
         copy_processor_files(Path(loaded.path), final)
-        if recipe.merge and recipe.mode == "lora":
+        if recipe.merge and recipe.mode == "lora" and trainer.is_deepspeed_enabled:
+            print("merge: skipped under DeepSpeed (its weights are partitioned): merge final/ into "
+                  "its base afterwards", file=sys.stderr)
+        elif recipe.merge and recipe.mode == "lora":
             trainer.model.merge_and_unload().save_pretrained(out / "merged")
             copy_processor_files(Path(loaded.path), out / "merged")
     return final

@@ -74,11 +74,18 @@ class LoadedModel:
         return f"{name} on {self.device}, {self.quant}{audio}, {size} of weights"
 
 
-def auto_device(cuda: bool, env: Mapping[str, str] = os.environ) -> str:
+def auto_device(cuda: bool, env: Mapping[str, str] = os.environ, gpus: int | None = None) -> str:
     """"auto": this process's GPU, the one its launcher assigned (torchrun / accelerate set
     LOCAL_RANK: under `accelerate launch` each process loads onto its own GPU, not all onto
-    GPU 0), else the first; the CPU without CUDA."""
-    return f"cuda:{int(env.get('LOCAL_RANK', 0))}" if cuda else "cpu"
+    GPU 0; modulo the GPUs it can see, for schedulers that show each rank one), else the
+    first; the CPU without CUDA."""
+    if not cuda:
+        return "cpu"
+    if gpus is None:
+        import torch
+
+        gpus = torch.cuda.device_count()
+    return f"cuda:{int(env.get('LOCAL_RANK', 0)) % max(gpus, 1)}"
 
 
 def load_model(source: str | os.PathLike = DEFAULT_SOURCE, quant: str = "auto",
