@@ -95,7 +95,7 @@ def test_import_app_means_the_package_not_app_py():
 @pytest.mark.slow
 def test_pip_install_gives_the_packages_and_console_scripts(tmp_path):
     """`pip install .` from a wheel built here: engine, app and train with the recipes, not
-    app.py, and three console scripts that answer."""
+    app.py, and four console scripts that answer."""
     import shutil
     import zipfile
 
@@ -113,14 +113,15 @@ def test_pip_install_gives_the_packages_and_console_scripts(tmp_path):
     assert "train/recipes/grpo_ptr.yaml" in names and not any(n.startswith("tests/") for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
-    for script in ("emotionthinker =", "emotionthinker-engine =", "emotionthinker-tiny ="):
+    for script in ("emotionthinker =", "emotionthinker-engine =", "emotionthinker-tiny =",
+                   "emotionthinker-serve ="):
         assert script in scripts
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
                     str(wheel)], check=True, timeout=300, capture_output=True)
     env = {**os.environ, "PYTHONPATH": str(target)}
     for script, words in (("emotionthinker", "--max-seconds"), ("emotionthinker-engine", "analyze"),
-                          ("emotionthinker-tiny", "--full-size")):
+                          ("emotionthinker-tiny", "--full-size"), ("emotionthinker-serve", "--api-key")):
         done = subprocess.run([str(target / "bin" / script), "--help"], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0 and words in done.stdout, (script, done.stderr)

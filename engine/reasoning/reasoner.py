@@ -54,7 +54,7 @@ class Queued:
 
 @dataclass(frozen=True)
 class TextDelta:
-    kind: str  # "think", "answer" or "other" (text outside the tags)
+    kind: str  # "think", "answer" or "other" (text outside the tags); "raw" with `raw=True`
     text: str
 
 
@@ -123,9 +123,10 @@ class Reasoner:
         self.decoder = Decoder(self.model, self.tokenizer, compile=compile) if static_cache else None
         self.scheduler = Scheduler(self.model, self.processor, self.prompt, self.decoder, max_batch)
 
-    def inputs(self, clip: Clip):
-        """The prompt's model inputs for `clip`, on the model's device."""
-        batch = self.processor(text=self.prompt, audio=[clip.samples], return_tensors="pt")
+    def inputs(self, clip: Clip, prompt: str | None = None):
+        """The prompt's model inputs for `clip` (the released prompt unless another is given),
+        on the model's device."""
+        batch = self.processor(text=prompt or self.prompt, audio=[clip.samples], return_tensors="pt")
         device = self.model.device
         return batch.to(device)
 
@@ -139,34 +140,41 @@ class Reasoner:
 
     def stream(self, clip: Clip, options: GenerationOptions | None = None, *,
                stop: threading.Event | None = None, score: bool = True,
-               wait_s: float | None = None, queued: bool = False,
-               **fields: Any) -> Iterator[Queued | ReasoningEvent]:
+               wait_s: float | None = None, queued: bool = False, raw: bool = False,
+               messages: list[dict] | None = None, **fields: Any) -> Iterator[Queued | ReasoningEvent]:
         """Yield TextDelta events as the model writes, then an Answer, then Done (and first,
         with `queued`, Queued(position) while waiting in line). `options` (default: greedy,
         2048 tokens) says how to generate; keyword `fields` override single options
-        (`stream(clip, max_new_tokens=256)`). See the module docstring for stopping and
-        concurrency."""
-        request = self.submit(clip, options, stop=stop, score=score, **fields)
+        (`stream(clip, max_new_tokens=256)`). `raw`: the text as written, tags and all, as
+        TextDelta("raw", ...), instead of think / answer segments. `messages`: another
+        conversation than the released one (a system prompt, a question; one audio part).
+        See the module docstring for stopping and concurrency."""
+        request = self.submit(clip, options, stop=stop, score=score, messages=messages, **fields)
         try:
-            yield from self.events(request, wait_s=wait_s, queued=queued)
+            yield from self.events(request, wait_s=wait_s, queued=queued, raw=raw)
         finally:
             self.release(request)
 
     def submit(self, clip: Clip, options: GenerationOptions | None = None, *,
-               stop: threading.Event | None = None, score: bool = True, **fields: Any) -> Request:
+               stop: threading.Event | None = None, score: bool = True,
+               messages: list[dict] | None = None, **fields: Any) -> Request:
         """Join the line now; `events(request)` then streams it, and `release(request)` must
         follow (stream() does all three)."""
-        request = self.prepare(clip, options, stop=stop, score=score, **fields)
+        request = self.prepare(clip, options, stop=stop, score=score, messages=messages, **fields)
         self.enqueue(request)
         return request
 
     def prepare(self, clip: Clip, options: GenerationOptions | None = None, *,
-                stop: threading.Event | None = None, score: bool = True, **fields: Any) -> Request:
+                stop: threading.Event | None = None, score: bool = True,
+                messages: list[dict] | None = None, **fields: Any) -> Request:
         """A request with its audio features computed, not yet in line: for callers that join
         in one step with a check of their own (the app's bounded line), via `enqueue`."""
         options = replace(options or GenerationOptions(), **fields)
         t_call = time.perf_counter()  # the time to first token counts the audio features too
-        return Request(self.inputs(clip), clip.samples, options, stop, score, t_call=t_call)
+        prompt = None if messages is None else self.processor.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False)
+        return Request(self.inputs(clip, prompt), clip.samples, options, stop, score,
+                       t_call=t_call, prompt=prompt)
 
     def enqueue(self, request: Request) -> None:
         """Put a prepared request in line."""
@@ -179,7 +187,7 @@ class Reasoner:
         self.scheduler.withdraw(request)
 
     def events(self, request: Request, *, wait_s: float | None = None,
-               queued: bool = False) -> Iterator[Queued | ReasoningEvent]:
+               queued: bool = False, raw: bool = False) -> Iterator[Queued | ReasoningEvent]:
         """The events of a submitted request (see stream)."""
         stop, t_call = request.stop, request.t_call
         last = None
@@ -198,10 +206,18 @@ class Reasoner:
         ids: list[int] = []
         for batch in self._tokens(request):  # all the tokens that arrived since the last look
             ids.extend(batch)
-            for segment in parser.feed(decoder.push(batch)):
+            text = decoder.push(batch)
+            segments = parser.feed(text)
+            if raw and text:
+                yield TextDelta("raw", text)
+            for segment in () if raw else segments:
                 yield TextDelta(segment.kind, segment.text)
         finished: Finished = request.out.get()
-        for segment in parser.feed(decoder.flush()) + parser.finish():
+        tail = decoder.flush()
+        segments = parser.feed(tail) + parser.finish()
+        if raw and tail:
+            yield TextDelta("raw", tail)
+        for segment in () if raw else segments:
             yield TextDelta(segment.kind, segment.text)
         parsed = parser.result()
         scores = finished.scores

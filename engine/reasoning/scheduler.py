@@ -73,6 +73,7 @@ class Request:
     t_last: float | None = None  # when its last token was chosen
     gaps: list[float] = field(default_factory=list)  # seconds between consecutive tokens
     finished: bool = False  # its Finished was sent
+    prompt: str | None = None  # its own prompt text (None: the scheduler's, the released one)
     stop_reason: str | None = None  # "eos", "length" or "stopped", decided when it ended
 
     def made(self, n: int) -> None:
@@ -205,7 +206,7 @@ class Scheduler:
         if len(batch) == 1:
             inputs = batch[0].inputs
         else:
-            inputs = self.processor(text=[self.prompt] * len(batch), audio=[r.samples for r in batch],
+            inputs = self.processor(text=[r.prompt or self.prompt for r in batch], audio=[r.samples for r in batch],
                                     padding=True, padding_side="left").to(self.model.device)
 
         def row(request: Request) -> Row:

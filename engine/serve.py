@@ -1,0 +1,392 @@
+"""An OpenAI-compatible HTTP server around the engine: the model on a GPU box, pages anywhere.
+
+    python -m engine.serve --model ddwang2000/EmotionThinker            # 127.0.0.1:8000
+    python -m engine.serve --model DIR --host 0.0.0.0 --api-key KEY     # any other address: a key
+    emotionthinker-serve ...                                            # the same, installed
+
+It speaks the protocol the ecosystem speaks (OpenAI's chat completions, which vLLM serves too):
+- POST /v1/chat/completions: `messages` with one audio part, as OpenAI and vLLM accept it:
+  {"type": "input_audio", "input_audio": {"data": BASE64, "format": "wav" | "mp3" | ...}} or
+  {"type": "audio_url", "audio_url": {"url": "data:audio/...;base64,..."}} (data URLs only: the
+  server fetches nothing). `stream: true` sends `chat.completion.chunk` server-sent events, then
+  `data: [DONE]`. `max_tokens` (or `max_completion_tokens`), `temperature`, `top_p`, `seed`.
+  Without a system message or a question, the released model's prompt is used byte for byte;
+  with them, they replace its system prompt or question. The answer's nine confidences come
+  back in an extension field, `emotion` (on the last chunk when streaming).
+- POST /v1/emotion (extension): a clip (`audio`: the same content part, or `audio_base64` and
+  `format`) -> the prosody report, the reasoning, the label, nine scores, the checked claims and
+  the timing, as one JSON object.
+- GET /v1/models, GET /health.
+Limits, each refusal a JSON error with its HTTP status: loopback only unless an API key is set
+(401 without it), bodies over `--max-body-mb` (413), clips the engine refuses (400: empty, too
+long, not audio ...), more than `--max-streams` requests at once (429), a request running over
+`--timeout-s` is ended (its text so far is sent, `finish_reason` "timeout"). A client that goes
+away ends its generation at the next token, which frees its place. Not implemented yet:
+`logprobs` / `top_logprobs` (refused with 400, not ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import hmac
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request  # at module level: FastAPI reads the handlers' annotations here
+
+from engine.audio import MAX_SECONDS
+from engine.reasoning.prompts import AUDIO_PREFIX, QUESTION, SYSTEM_PROMPT
+
+logger = logging.getLogger("engine.serve")
+
+API_KEY_ENV = "ET_API_KEY"
+MAX_TOKENS = 8192  # the most new tokens one request may ask for
+DATA_URL = re.compile(r"^data:audio/([\w.+-]+)?(?:;[^,]*)?;base64,(.*)$", re.DOTALL)
+
+
+class ApiError(Exception):
+    """A refusal: an HTTP status and the reason in words (OpenAI's error object)."""
+
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind = status, message, kind
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    model_name: str  # what /v1/models lists and responses name
+    api_key: str | None = None  # required as "Authorization: Bearer KEY" when set
+    max_body_mb: float = 50.0  # larger bodies are refused (413)
+    max_seconds: float = MAX_SECONDS  # longer clips are refused (400)
+    max_streams: int = 16  # requests running or waiting at once; more get 429
+    timeout_s: float = 600.0  # a request running longer is ended
+
+
+def create_app(reasoner, settings: ServeSettings):
+    """The FastAPI app around a Reasoner (engine.reasoning.reasoner)."""
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse, StreamingResponse
+
+    app = FastAPI(title="EmotionThinker (OpenAI-compatible)", docs_url=None, redoc_url=None)
+    slots = threading.BoundedSemaphore(settings.max_streams)
+
+    @app.exception_handler(ApiError)
+    async def refuse(_request, exc: ApiError):
+        return JSONResponse({"error": {"message": exc.message, "type": exc.kind, "code": exc.status}},
+                            status_code=exc.status)
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "model": settings.model_name, "device": str(reasoner.model.device),
+                "waiting": reasoner.waiting()}
+
+    @app.get("/v1/models")
+    async def models(request: Request):
+        _authorise(request, settings)
+        return {"object": "list", "data": [{"id": settings.model_name, "object": "model",
+                                            "created": 0, "owned_by": "emotionthinker"}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        _authorise(request, settings)
+        body = await _json_body(request, settings)
+        clip, messages = _clip_and_messages(body, settings)
+        options = _options(body)
+        if not slots.acquire(blocking=False):
+            raise ApiError(429, f"{settings.max_streams} requests are running or waiting: try again "
+                                "shortly", "rate_limit_error")
+        run = _Run(reasoner, clip, messages, options, settings.timeout_s)
+        if body.get("stream"):
+            return StreamingResponse(_sse(run, settings.model_name, slots), media_type="text/event-stream")
+        try:
+            from starlette.concurrency import run_in_threadpool
+
+            text = await run_in_threadpool(run.collect)
+        finally:
+            slots.release()
+        return _completion(run, text, settings.model_name)
+
+    @app.post("/v1/emotion")
+    async def emotion(request: Request):
+        _authorise(request, settings)
+        body = await _json_body(request, settings)
+        part = body.get("audio") or {"type": "input_audio", "input_audio": {
+            "data": body.get("audio_base64"), "format": body.get("format", "wav")}}
+        clip = _load_clip(part, settings)
+        options = _options(body)
+        if not slots.acquire(blocking=False):
+            raise ApiError(429, f"{settings.max_streams} requests are running or waiting: try again "
+                                "shortly", "rate_limit_error")
+        try:
+            from starlette.concurrency import run_in_threadpool
+
+            return await run_in_threadpool(_explain, reasoner, clip, options, settings.timeout_s)
+        finally:
+            slots.release()
+
+    return app
+
+
+class _Run:
+    """One request's generation, collected or streamed, ended by a timeout or a gone client."""
+
+    def __init__(self, reasoner, clip, messages, options, timeout_s: float) -> None:
+        self.reasoner, self.clip, self.messages, self.options = reasoner, clip, messages, options
+        self.timeout_s, self.stop = timeout_s, threading.Event()
+        self.answer = self.done = None
+        self.timed_out = False
+
+    def chunks(self):
+        """The raw text as written, chunk by chunk (a generator: closing it ends the run)."""
+        from engine.reasoning.reasoner import Answer, Done, TextDelta
+
+        timer = threading.Timer(self.timeout_s, self._time_out)
+        timer.start()
+        try:
+            for event in self.reasoner.stream(self.clip, self.options, stop=self.stop, raw=True,
+                                              messages=self.messages):
+                if isinstance(event, TextDelta):
+                    yield event.text
+                elif isinstance(event, Answer):
+                    self.answer = event
+                elif isinstance(event, Done):
+                    self.done = event
+        finally:
+            timer.cancel()
+            self.stop.set()
+
+    def collect(self) -> str:
+        return "".join(self.chunks())
+
+    def _time_out(self) -> None:
+        self.timed_out = True
+        self.stop.set()
+
+    @property
+    def finish_reason(self) -> str:
+        if self.timed_out:
+            return "timeout"
+        return "length" if self.done is not None and self.done.stop_reason == "length" else "stop"
+
+    def emotion(self) -> dict[str, Any] | None:
+        a = self.answer
+        return None if a is None else {"label": a.label, "scored_label": a.scored_label,
+                                       "scores": a.scores, "format_ok": a.format_ok}
+
+    def usage(self) -> dict[str, int]:
+        d = self.done
+        prompt = d.prompt_tokens if d else 0
+        completion = d.n_tokens if d else 0
+        return {"prompt_tokens": prompt, "completion_tokens": completion,
+                "total_tokens": prompt + completion}
+
+
+def _completion(run: _Run, text: str, model: str) -> dict[str, Any]:
+    return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
+            "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": run.finish_reason}],
+            "usage": run.usage(), "emotion": run.emotion()}
+
+
+def _sse(run: _Run, model: str, slots: threading.BoundedSemaphore):
+    """Server-sent chat.completion.chunk events (a sync generator: Starlette iterates it in a
+    thread, and closes it when the client goes away, which ends the generation)."""
+    ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+
+    def chunk(delta: dict, finish: str | None = None, **extra) -> str:
+        body = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+        return f"data: {json.dumps(body)}\n\n"
+
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        for text in run.chunks():
+            yield chunk({"content": text})
+        yield chunk({}, run.finish_reason, usage=run.usage(), emotion=run.emotion())
+        yield "data: [DONE]\n\n"
+    except Exception as exc:  # noqa: BLE001 - the stream has begun: the error goes in it
+        logger.exception("generation failed")
+        yield f"data: {json.dumps({'error': {'message': str(exc), 'type': 'server_error'}})}\n\n"
+    finally:
+        slots.release()
+
+
+def _explain(reasoner, clip, options, timeout_s: float) -> dict[str, Any]:
+    """/v1/emotion: everything at once (prosody, reasoning, label, scores, claims, timing)."""
+    from engine.grounding import agreement, check
+    from engine.prosody import analyze
+    from engine.prosody.describe import describe
+
+    report = analyze(clip)
+    run = _Run(reasoner, clip, None, options, timeout_s)
+    text = run.collect()
+    answer, done = run.answer, run.done
+    claims = check(answer.think, report) if answer else []
+    return {"prosody": report.to_dict(contours=False), "summary": describe(report),
+            "reasoning": {"text": text, "think": answer.think if answer else None,
+                          "answer": answer.raw if answer else None},
+            "emotion": run.emotion(), "claims": [c.to_dict() for c in claims],
+            "grounding_agreement": agreement(claims), "finish_reason": run.finish_reason,
+            "timing": None if done is None else {"ttft_s": done.ttft_s, "tok_per_s": done.tok_per_s,
+                                                 "n_tokens": done.n_tokens, "total_s": done.total_s}}
+
+
+def _authorise(request, settings: ServeSettings) -> None:
+    if settings.api_key is None:
+        return
+    given = request.headers.get("authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {settings.api_key}".encode()):
+        raise ApiError(401, "missing or wrong API key: send 'Authorization: Bearer KEY'",
+                       "authentication_error")
+
+
+async def _json_body(request, settings: ServeSettings) -> dict[str, Any]:
+    limit = int(settings.max_body_mb * 2**20)
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"the body is {int(declared) / 2**20:.1f} MB; the limit is "
+                            f"{settings.max_body_mb:g} MB")
+    data = bytearray()
+    async for piece in request.stream():
+        data += piece
+        if len(data) > limit:
+            raise ApiError(413, f"the body is over the limit of {settings.max_body_mb:g} MB")
+    try:
+        body = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, f"the body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    return body
+
+
+def _clip_and_messages(body: dict, settings: ServeSettings):
+    """The one audio part of the conversation, as a Clip, and the conversation for the model
+    (None: the released one, byte for byte)."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ApiError(400, "messages must be a non-empty list")
+    audio, system, question = [], [], []
+    for m in messages:
+        if not isinstance(m, dict):
+            raise ApiError(400, "each message must be an object with a role and content")
+        content = m.get("content")
+        parts = [{"type": "text", "text": content}] if isinstance(content, str) else content or []
+        for part in parts:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind in ("input_audio", "audio_url"):
+                audio.append(part)
+            elif kind == "text" and isinstance(part.get("text"), str):
+                (system if m.get("role") == "system" else question).append(part["text"])
+            else:
+                raise ApiError(400, f"unsupported content part {kind!r}: send text and one audio "
+                                    "part (input_audio or a data: audio_url)")
+    if len(audio) != 1:
+        raise ApiError(400, f"send exactly one audio part; got {len(audio)}")
+    clip = _load_clip(audio[0], settings)
+    if not system and not question:
+        return clip, None
+    return clip, [
+        {"role": "system", "content": [{"type": "text", "text": "\n".join(system) or SYSTEM_PROMPT}]},
+        {"role": "user", "content": [{"type": "audio"}, {"type": "text",
+                                                         "text": "\n".join(question) or AUDIO_PREFIX + QUESTION}]}]
+
+
+def _load_clip(part: dict, settings: ServeSettings):
+    from engine.audio import AudioError, load_audio
+
+    if part.get("type") == "audio_url":
+        url = (part.get("audio_url") or {}).get("url", "")
+        m = DATA_URL.match(url) if isinstance(url, str) else None
+        if not m:
+            raise ApiError(400, "audio_url must be a data: URL (data:audio/wav;base64,...); "
+                                "the server fetches nothing")
+        fmt, data = m.group(1) or "wav", m.group(2)
+    else:
+        spec = part.get("input_audio") or {}
+        fmt, data = spec.get("format") or "wav", spec.get("data")
+    if not isinstance(data, str) or not data:
+        raise ApiError(400, "the audio part holds no data")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "the audio data is not valid base64") from None
+    suffix = "." + re.sub(r"[^a-z0-9]", "", str(fmt).lower().replace("x-", ""))[:8]
+    with tempfile.NamedTemporaryFile(suffix=suffix) as f:
+        f.write(raw)
+        f.flush()
+        try:
+            return load_audio(f.name, max_seconds=settings.max_seconds)
+        except AudioError as exc:
+            raise ApiError(400, str(exc)) from None
+
+
+def _options(body: dict):
+    from engine.reasoning.options import GenerationOptions
+
+    for key in ("logprobs", "top_logprobs"):
+        if body.get(key):
+            raise ApiError(400, f"{key} is not supported by this server yet")
+    tokens = body.get("max_completion_tokens", body.get("max_tokens", 1024))
+    try:
+        if not isinstance(tokens, int) or isinstance(tokens, bool) or not 1 <= tokens <= MAX_TOKENS:
+            raise ValueError(f"max_tokens must be a whole number from 1 to {MAX_TOKENS}; got {tokens!r}")
+        seed = body.get("seed")
+        return GenerationOptions(max_new_tokens=tokens, temperature=float(body.get("temperature", 0.0)),
+                                 top_p=float(body.get("top_p", 1.0)),
+                                 seed=None if seed is None else int(seed))
+    except (TypeError, ValueError) as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m engine.serve", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default=os.environ.get("ET_MODEL"), required=os.environ.get("ET_MODEL") is None,
+                    help="hub id or checkpoint directory")
+    ap.add_argument("--quant", default="auto")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8000)
+    ap.add_argument("--api-key", default=os.environ.get(API_KEY_ENV),
+                    help=f"required from clients as a Bearer token (or ${API_KEY_ENV}); needed to bind "
+                         "any address but loopback")
+    ap.add_argument("--max-body-mb", type=float, default=50.0)
+    ap.add_argument("--max-seconds", type=float, default=MAX_SECONDS)
+    ap.add_argument("--max-streams", type=int, default=16)
+    ap.add_argument("--timeout-s", type=float, default=600.0)
+    ap.add_argument("--max-batch", type=int, default=8)
+    ap.add_argument("--no-compile", action="store_true")
+    a = ap.parse_args(argv)
+    if not is_loopback(a.host) and not a.api_key:
+        ap.error(f"binding {a.host} (not loopback) needs an API key: --api-key or ${API_KEY_ENV}")
+    import uvicorn
+
+    from engine.reasoning.model import load_model
+    from engine.reasoning.reasoner import Reasoner
+
+    loaded = load_model(a.model, quant=a.quant, device=a.device,
+                        progress=lambda m: logger.info("%s", m))
+    reasoner = Reasoner(loaded, compile=False if a.no_compile else None, max_batch=a.max_batch)
+    settings = ServeSettings(model_name=str(a.model), api_key=a.api_key, max_body_mb=a.max_body_mb,
+                             max_seconds=a.max_seconds, max_streams=a.max_streams, timeout_s=a.timeout_s)
+    uvicorn.run(create_app(reasoner, settings), host=a.host, port=a.port, log_level="info")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
