@@ -136,7 +136,10 @@ class Handlers:
                         yield render.reasoning_markdown(think, answer), gr.skip(), gr.skip()
                 elif isinstance(event, Answer):
                     think, answer = event.think, event.raw or "(none given)"
-                    scores, claims = event.scores, render.claims_markdown(check(event.think, report))
+                    scores, claims = event.scores or None, render.claims_markdown(check(event.think, report))
+                    if not event.scores:  # a backend that returns no confidences (vLLM)
+                        claims = ("_No confidences: the backend returns none for the nine "
+                                  "emotions, only its answer._\n\n") + claims
                     yield render.reasoning_markdown(think, answer), scores, claims
                 elif isinstance(event, Done):  # the last update carries every output
                     footer = (f"\n\n<sub>{event.n_tokens} tokens, first after {event.ttft_s:.2f} s, "
@@ -144,7 +147,7 @@ class Handlers:
                     yield render.reasoning_markdown(think, answer) + footer, scores, claims
         except Busy as exc:
             raise gr.Error(str(exc)) from None
-        except GenerationError as exc:
+        except GenerationError as exc:  # RemoteUnavailable too: the backend's reason
             raise gr.Error(f"The model failed on this clip: {exc}") from None
 
     def reason_changed(self, changed_path, max_new_tokens, temperature, seed, request: gr.Request,

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from engine.reasoning.reasoner import ReasoningEvent
 
 logger = logging.getLogger(__name__)
+RECHECK_S = 10.0  # how often an unavailable backend is asked again
 
 
 @dataclass(frozen=True)
@@ -124,3 +125,53 @@ class ModelService:
 
     def _progress(self, message: str) -> None:
         self.message = message
+
+
+class RemoteService:
+    """The model on another machine: any OpenAI-compatible server (engine.serve, vLLM), with the
+    same face as ModelService. Its status checks the backend in the background at start and
+    says which model answers where; `reason` streams from it (engine.remote)."""
+
+    def __init__(self, url: str, api_key: str | None = None, model: str | None = None) -> None:
+        from engine.remote import RemoteReasoner
+
+        self.remote = RemoteReasoner(url, api_key, model)
+        self.state, self.message = "loading", f"asking the backend {url}"
+        self._checked = time.monotonic()
+        self._thread = threading.Thread(target=self._check, name="backend-check", daemon=True)
+        self._thread.start()
+
+    def status(self) -> tuple[str, str]:
+        """(state, message); an unavailable backend is asked again every RECHECK_S seconds."""
+        if (self.state == "unavailable" and not self._thread.is_alive()
+                and time.monotonic() - self._checked > RECHECK_S):
+            self._thread = threading.Thread(target=self._check, name="backend-check", daemon=True)
+            self._thread.start()
+        return self.state, self.message
+
+    def wait_until_settled(self, timeout: float | None = None) -> str:
+        self._thread.join(timeout)
+        return self.state
+
+    def reason(self, clip: Clip, stop: threading.Event, options: GenerationOptions | None = None,
+               **fields) -> Iterator[Waiting | ReasoningEvent]:
+        """The backend's events for `clip` (it keeps its own line: no Waiting here)."""
+        from engine.remote import RemoteUnavailable
+
+        try:
+            yield from self.remote.stream(clip, options, stop=stop)
+        except RemoteUnavailable as exc:
+            self.state, self.message = "unavailable", f"{exc} (prosody still works)"
+            raise
+
+    def _check(self) -> None:
+        from engine.remote import RemoteUnavailable
+
+        try:
+            model = self.remote.check()
+        except RemoteUnavailable as exc:
+            self.state, self.message = "unavailable", f"{exc} (asked again every {RECHECK_S:g} s)"
+            return
+        finally:
+            self._checked = time.monotonic()
+        self.state, self.message = "ready", f"{model} on the backend {self.remote.url}"

@@ -18,6 +18,8 @@
 | --no-compile | ET_NO_COMPILE=1 | off: on CUDA the decode step is compiled during warm-up |
 | --max-batch | ET_MAX_BATCH | 8 requests decode together (on CUDA; elsewhere one at a time) |
 | --keep-files-s | ET_KEEP_FILES_S | 3600: uploads and outputs are deleted after an hour |
+| --backend | ET_BACKEND | none: the model runs here; a URL: an OpenAI-compatible server does |
+| --backend-key | ET_BACKEND_KEY | none: the API key that server wants |
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class Settings:
     compile: bool  # compile the decode step on CUDA (warm-up takes longer, decoding is faster)
     max_batch: int  # reasoning requests that decode together (the compiled / static decoder)
     keep_files_s: int  # uploads and outputs are deleted this many seconds after they were made
+    backend: str | None = None  # an OpenAI-compatible server's URL: the reasoning comes from it
+    backend_key: str | None = None  # its API key
 
 
 def parse(argv: list[str] | None = None) -> Settings:
@@ -85,8 +89,13 @@ def parse(argv: list[str] | None = None) -> Settings:
            help="uploads and outputs are deleted after this long (default: an hour)")
     ap.add_argument("--no-compile", action="store_true", default=on("ET_NO_COMPILE"),
                     help="decode eagerly even on a GPU (quicker start, slower reasoning)")
+    ap.add_argument("--backend", default=env("ET_BACKEND") or None, metavar="URL",
+                    help="reason through an OpenAI-compatible server (engine.serve, vLLM), e.g. "
+                         "http://gpu-box:8000/v1; prosody stays here")
+    ap.add_argument("--backend-key", default=env("ET_BACKEND_KEY") or None, metavar="KEY")
     a = ap.parse_args(argv)
     return Settings(model=a.model, quant=a.quant, device=a.device, host=a.host, port=a.port,
                     share=a.share, max_seconds=a.max_seconds, max_file_mb=a.max_file_mb,
                     queue_size=a.queue_size, no_model=a.no_model, compile=not a.no_compile,
-                    max_batch=a.max_batch, keep_files_s=a.keep_files_s)
+                    max_batch=a.max_batch, keep_files_s=a.keep_files_s, backend=a.backend,
+                    backend_key=a.backend_key)

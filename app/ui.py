@@ -18,7 +18,7 @@ from app import figures
 from app.examples import EXAMPLE_DIR, example_paths
 from app.guard import LoopbackGuard, is_loopback
 from app.handlers import Handlers
-from app.service import ModelService
+from app.service import ModelService, RemoteService
 from app.settings import Settings
 from engine.prosody.levels import VOICE_TYPES
 from engine.reasoning.prompts import LABELS
@@ -149,11 +149,14 @@ def build(settings: Settings, service: ModelService) -> gr.Blocks:
 
 
 def launch(settings: Settings, *, block: bool = True):
-    """Start the model loading, build the page and serve it."""
-    service = ModelService(settings.model, settings.quant, settings.device,
-                           queue_size=settings.queue_size, enabled=not settings.no_model,
-                           compile=None if settings.compile else False,
-                           warm_budgets=(REASON_TOKENS,), max_batch=settings.max_batch)
+    """Start the model loading (or ask the backend), build the page and serve it."""
+    if settings.backend and not settings.no_model:
+        service = RemoteService(settings.backend, settings.backend_key)
+    else:
+        service = ModelService(settings.model, settings.quant, settings.device,
+                               queue_size=settings.queue_size, enabled=not settings.no_model,
+                               compile=None if settings.compile else False,
+                               warm_budgets=(REASON_TOKENS,), max_batch=settings.max_batch)
     demo = build(settings, service)
     demo.queue(default_concurrency_limit=8)
     demo.launch(server_name=settings.host, server_port=settings.port, share=settings.share,

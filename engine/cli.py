@@ -3,6 +3,7 @@
 
     python -m engine analyze FILE [FILE ...] [--json] [--voice auto|male|female|child] [--no-contours]
     python -m engine analyze FILE --model SRC [--quant Q] [--device D] [--max-new-tokens N] [--json]
+    python -m engine analyze FILE --backend URL [--backend-key KEY] ...    (a remote server reasons)
                                   [--temperature T] [--top-p P] [--seed S] [--no-compile]
     python -m engine manipulate IN OUT [--pitch-shift ST] [--pitch-range X] [--tilt ST] [--tempo X]
                                        [--gain-db DB]
@@ -86,7 +87,20 @@ def reason(reasoner, clip, report, options, on_text=None) -> dict[str, Any]:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     reasoner = options = None
-    if args.model and not args.no_model:
+    if args.backend and not args.no_model:  # the reasoning from a server; prosody here
+        from engine.reasoning.options import GenerationOptions
+        from engine.remote import RemoteReasoner, RemoteUnavailable
+
+        try:
+            options = GenerationOptions(max_new_tokens=args.max_new_tokens,
+                                        temperature=args.temperature, top_p=args.top_p,
+                                        seed=args.seed)
+            reasoner = RemoteReasoner(args.backend, args.backend_key)
+            print(f"backend: {reasoner.check()} at {args.backend}", file=sys.stderr, flush=True)
+        except (ValueError, RemoteUnavailable) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    elif args.model and not args.no_model:
         from engine.reasoning.model import ModelUnavailable, load_model
         from engine.reasoning.options import GenerationOptions
         from engine.reasoning.reasoner import Reasoner
@@ -218,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--model", default=os.environ.get("ET_MODEL"), metavar="SRC",
                    help=f"hub id (the released model: {DEFAULT_SOURCE}) or checkpoint directory "
                         "of EmotionThinker: adds its reasoning")
+    a.add_argument("--backend", default=os.environ.get("ET_BACKEND"), metavar="URL",
+                   help="reason through an OpenAI-compatible server (engine.serve, vLLM) instead "
+                        "of loading a model here, e.g. http://gpu-box:8000/v1")
+    a.add_argument("--backend-key", default=os.environ.get("ET_BACKEND_KEY"), metavar="KEY")
     a.add_argument("--quant", default="auto", choices=QUANTS)
     a.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     a.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)

@@ -1,0 +1,143 @@
+"""Reasoning from a remote OpenAI-compatible server, as the local engine gives it.
+
+    from engine.remote import RemoteReasoner
+    remote = RemoteReasoner("http://gpu-box:8000/v1", api_key="KEY")   # engine.serve, or vLLM
+    remote.check()                      # the model it serves; RemoteUnavailable saying why
+    for event in remote.stream(clip, options):   # TextDelta ..., Answer, Done: Reasoner's events
+        ...
+
+The app (`--backend URL`) and the CLI (`analyze --backend URL`) use it in place of a local
+Reasoner: prosody and the grounding check stay local. The clip goes as a WAV `input_audio` part
+with the released prompt (the server's default when none is sent); the streamed text is parsed
+into think / answer exactly as local text is (engine.reasoning.parse). The nine confidences come
+from the server's `emotion` extension (engine.serve computes them as the local engine does);
+a server without it (vLLM) gives an Answer with no scores, and the caller says so. A server that
+is down, slow or answers garbage raises RemoteUnavailable within the timeout, with the reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+import time
+from collections.abc import Iterator
+
+from engine.audio import Clip
+from engine.reasoning.options import GenerationOptions
+from engine.reasoning.parse import StreamParser
+from engine.reasoning.reasoner import Answer, Done, GenerationError, TextDelta
+
+API_KEY_ENV = "ET_BACKEND_KEY"
+CONNECT_TIMEOUT_S = 5.0  # a backend that does not answer this fast is reported down
+READ_TIMEOUT_S = 120.0  # the longest silence between two chunks of a stream
+FINISH = {"stop": "eos", "length": "length"}  # OpenAI finish_reason -> the engine's stop_reason
+
+
+class RemoteUnavailable(GenerationError):
+    """The backend is down, refuses, or answers something that is not a chat completion."""
+
+
+class RemoteReasoner:
+    def __init__(self, url: str, api_key: str | None = None, model: str | None = None) -> None:
+        import httpx
+        from openai import OpenAI
+
+        self.url, self.model = url.rstrip("/"), model
+        timeout = httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+        self.client = OpenAI(base_url=self.url, api_key=api_key or "none", max_retries=0,
+                             timeout=timeout)
+
+    def check(self) -> str:
+        """The model the backend serves (the first it lists, unless one was named)."""
+        try:
+            served = [m.id for m in self.client.models.list(timeout=CONNECT_TIMEOUT_S).data]
+        except Exception as exc:  # noqa: BLE001 - connection refused, timeout, 401, garbage ...
+            raise RemoteUnavailable(f"the backend {self.url} does not answer: {_why(exc)}") from None
+        if not served:
+            raise RemoteUnavailable(f"the backend {self.url} serves no model")
+        if self.model is None:
+            self.model = served[0]
+        elif self.model not in served:
+            raise RemoteUnavailable(f"the backend {self.url} does not serve {self.model} "
+                                    f"(it serves {', '.join(served)})")
+        return self.model
+
+    def stream(self, clip: Clip, options: GenerationOptions | None = None, *,
+               stop: threading.Event | None = None, **fields) -> Iterator[TextDelta | Answer | Done]:
+        """Reasoner.stream's events for `clip`, from the backend; keyword `fields` override
+        single options (`stream(clip, max_new_tokens=256)`) as there."""
+        from dataclasses import fields as option_fields
+        from dataclasses import replace
+
+        known = {f.name for f in option_fields(GenerationOptions)}
+        unknown = set(fields) - known - {"score", "wait_s", "queued"}  # local-engine-only knobs
+        if unknown:
+            raise TypeError(f"unknown options {sorted(unknown)}")
+        options = replace(options or GenerationOptions(), **{k: v for k, v in fields.items() if k in known})
+        model = self.model or self.check()
+        start = time.perf_counter()
+        parser, first, usage, finish, emotion, n_chunks = StreamParser(), None, None, None, None, 0
+        try:
+            stream = self.client.chat.completions.create(
+                model=model, stream=True, max_tokens=options.max_new_tokens,
+                temperature=options.temperature, top_p=options.top_p, seed=options.seed,
+                messages=[{"role": "user", "content": [{"type": "input_audio", "input_audio": {
+                    "data": _wav_base64(clip), "format": "wav"}}]}])
+            with stream:
+                for chunk in stream:
+                    if stop is not None and stop.is_set():
+                        finish = "stopped"
+                        break  # leaving the stream closes the connection: the server stops
+                    extra = chunk.model_extra or {}
+                    if "error" in extra:
+                        raise RemoteUnavailable(f"the backend failed: {extra['error']}")
+                    emotion = extra.get("emotion") or emotion
+                    usage = chunk.usage or usage
+                    for choice in chunk.choices:
+                        finish = choice.finish_reason or finish
+                        text = choice.delta.content if choice.delta else None
+                        if text:
+                            first = first or time.perf_counter()
+                            n_chunks += 1
+                            for segment in parser.feed(text):
+                                yield TextDelta(segment.kind, segment.text)
+        except RemoteUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - down, timed out, refused, not a chat completion
+            raise RemoteUnavailable(f"the backend {self.url} failed: {_why(exc)}") from None
+        for segment in parser.finish():
+            yield TextDelta(segment.kind, segment.text)
+        parsed = parser.result()
+        scores = dict((emotion or {}).get("scores") or {})
+        yield Answer(label=parsed.label, raw=parsed.answer, scores=scores,
+                     scored_label=max(scores, key=scores.get) if scores else None, forced=False,
+                     format_ok=parsed.format_ok, think=parsed.think)
+        end = time.perf_counter()
+        n = usage.completion_tokens if usage is not None else n_chunks
+        decode_s = end - (first or end)
+        yield Done(ttft_s=(first or end) - start, n_tokens=n,
+                   tok_per_s=(n - 1) / decode_s if decode_s > 0 and n > 1 else 0.0,
+                   stop_reason=FINISH.get(finish, finish or "stopped"), total_s=end - start,
+                   prompt_tokens=usage.prompt_tokens if usage is not None else 0, audio_tokens=0,
+                   decoder=f"remote {self.url}")
+
+
+def _wav_base64(clip: Clip) -> str:
+    import soundfile as sf
+
+    from engine.audio import to_pcm16
+
+    buf = io.BytesIO()
+    sf.write(buf, to_pcm16(clip.samples)[0], clip.sample_rate_hz, format="WAV", subtype="PCM_16")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _why(exc: Exception) -> str:
+    """The reason in one line: the server's own message when it sent one."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        message = (body.get("error") or {}).get("message") if isinstance(body.get("error"), dict) else None
+        if message:
+            return f"{message} (HTTP {getattr(exc, 'status_code', '?')})"
+    return f"{type(exc).__name__}: {exc}"
