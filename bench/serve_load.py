@@ -58,11 +58,20 @@ def local_server(model: str | None):
     return f"http://127.0.0.1:{port}/v1", "tiny"
 
 
-def one(client, model: str, audio: str, tokens: int) -> tuple[float, int, float]:
-    """(time to first token, tokens, total seconds) of one streamed request."""
+def one(client, model: str, audio: str, tokens: int) -> tuple[float, int, float] | None:
+    """(time to first token, tokens, total seconds) of one streamed request; None if it failed."""
+    try:
+        return _one(client, model, audio, tokens)
+    except Exception as exc:  # noqa: BLE001 - one failed request is counted, not fatal
+        print(f"  a request failed: {type(exc).__name__}: {exc}")
+        return None
+
+
+def _one(client, model: str, audio: str, tokens: int) -> tuple[float, int, float]:
     start, first, n = time.perf_counter(), None, 0
     stream = client.chat.completions.create(
         model=model, stream=True, max_tokens=tokens, temperature=0,
+        stream_options={"include_usage": True},  # vLLM sends usage only when asked
         messages=[{"role": "user", "content": [{"type": "input_audio",
                                                 "input_audio": {"data": audio, "format": "wav"}}]}])
     for chunk in stream:
@@ -94,12 +103,17 @@ def main() -> None:
     for c in args.concurrency:
         start = time.perf_counter()
         with ThreadPoolExecutor(c) as pool:
-            rows = list(pool.map(lambda _: one(client, model, audio, args.tokens), range(args.requests)))
+            results = list(pool.map(lambda _: one(client, model, audio, args.tokens), range(args.requests)))
         wall = time.perf_counter() - start
+        rows = [r for r in results if r is not None]
+        if not rows:
+            print(f"{c:>7} | every request failed")
+            continue
         ttft = sorted(r[0] for r in rows)
         p95 = ttft[min(len(ttft) - 1, int(0.95 * len(ttft)))]
+        failed = len(results) - len(rows)
         print(f"{c:>7} | {len(rows) / wall:6.2f} | {sum(r[1] for r in rows) / wall:7.1f} | "
-              f"{statistics.median(ttft):7.3f}s | {p95:7.3f}s")
+              f"{statistics.median(ttft):7.3f}s | {p95:7.3f}s" + (f" | {failed} failed" if failed else ""))
 
 
 if __name__ == "__main__":

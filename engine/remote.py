@@ -8,7 +8,9 @@
 
 The app (`--backend URL`) and the CLI (`analyze --backend URL`) use it in place of a local
 Reasoner: prosody and the grounding check stay local. The clip goes as a WAV `input_audio` part
-with the released prompt (the server's default when none is sent); the streamed text is parsed
+with the released system prompt and question sent explicitly (engine.serve recognises them as
+the released prompt, byte for byte; vLLM would otherwise use the checkpoint's default system
+prompt); the streamed text is parsed
 into think / answer exactly as local text is (engine.reasoning.parse). The nine confidences come
 from the server's `emotion` extension (engine.serve computes them as the local engine does);
 a server without it (vLLM) gives an Answer with no scores, and the caller says so. A server that
@@ -26,6 +28,7 @@ from collections.abc import Iterator
 from engine.audio import Clip
 from engine.reasoning.options import GenerationOptions
 from engine.reasoning.parse import StreamParser
+from engine.reasoning.prompts import AUDIO_PREFIX, QUESTION, SYSTEM_PROMPT
 from engine.reasoning.reasoner import Answer, Done, GenerationError, TextDelta
 
 API_KEY_ENV = "ET_BACKEND_KEY"
@@ -82,8 +85,11 @@ class RemoteReasoner:
             stream = self.client.chat.completions.create(
                 model=model, stream=True, max_tokens=options.max_new_tokens,
                 temperature=options.temperature, top_p=options.top_p, seed=options.seed,
-                messages=[{"role": "user", "content": [{"type": "input_audio", "input_audio": {
-                    "data": _wav_base64(clip), "format": "wav"}}]}])
+                messages=[{"role": "system", "content": SYSTEM_PROMPT},  # explicit: vLLM would
+                          {"role": "user", "content": [                      # use its own default
+                              {"type": "input_audio", "input_audio": {"data": _wav_base64(clip),
+                                                                      "format": "wav"}},
+                              {"type": "text", "text": AUDIO_PREFIX + QUESTION}]}])
             with stream:
                 for chunk in stream:
                     if stop is not None and stop.is_set():

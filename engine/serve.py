@@ -19,10 +19,13 @@ It speaks the protocol the ecosystem speaks (OpenAI's chat completions, which vL
 - GET /v1/models, GET /health.
 Limits, each refusal a JSON error with its HTTP status: loopback only unless an API key is set
 (401 without it), bodies over `--max-body-mb` (413), clips the engine refuses (400: empty, too
-long, not audio ...), more than `--max-streams` requests at once (429), a request running over
-`--timeout-s` is ended (its text so far is sent, `finish_reason` "timeout"). A client that goes
-away ends its generation at the next token, which frees its place. Not implemented yet:
-`logprobs` / `top_logprobs` (refused with 400, not ignored).
+long, not audio ...), text over 4000 characters or holding special tokens (400), fields it does
+not implement (`logprobs`, `stop`, `tools`, `n` > 1 ...: 400, never silently ignored), more
+than `--max-streams` requests at once (429, taken before the body is read), an unexpected
+failure (500, a JSON error, the traceback only in the log). A request running over
+`--timeout-s` is ended (its text so far is sent, `finish_reason` "length", `stop_detail`
+"timeout"). A client that goes away, streaming or not, ends its generation at the next token,
+which frees its place.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ logger = logging.getLogger("engine.serve")
 
 API_KEY_ENV = "ET_API_KEY"
 MAX_TOKENS = 8192  # the most new tokens one request may ask for
+MAX_TEXT_CHARS = 4000  # the most text (system prompt + question) one request may send
 DATA_URL = re.compile(r"^data:audio/([\w.+-]+)?(?:;[^,]*)?;base64,(.*)$", re.DOTALL)
 
 
@@ -76,6 +80,8 @@ def create_app(reasoner, settings: ServeSettings):
     """The FastAPI app around a Reasoner (engine.reasoning.reasoner)."""
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse, StreamingResponse
+    from starlette.background import BackgroundTask
+    from starlette.concurrency import run_in_threadpool
 
     app = FastAPI(title="EmotionThinker (OpenAI-compatible)", docs_url=None, redoc_url=None)
     slots = threading.BoundedSemaphore(settings.max_streams)
@@ -85,10 +91,15 @@ def create_app(reasoner, settings: ServeSettings):
         return JSONResponse({"error": {"message": exc.message, "type": exc.kind, "code": exc.status}},
                             status_code=exc.status)
 
+    @app.exception_handler(Exception)
+    async def defect(_request, exc: Exception):  # never a traceback to the client
+        logger.error("request failed", exc_info=exc)
+        return JSONResponse({"error": {"message": f"internal error ({type(exc).__name__})",
+                                       "type": "server_error", "code": 500}}, status_code=500)
+
     @app.get("/health")
     async def health():
-        return {"status": "ok", "model": settings.model_name, "device": str(reasoner.model.device),
-                "waiting": reasoner.waiting()}
+        return {"status": "ok", "model": settings.model_name, "waiting": reasoner.waiting()}
 
     @app.get("/v1/models")
     async def models(request: Request):
@@ -99,52 +110,89 @@ def create_app(reasoner, settings: ServeSettings):
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
         _authorise(request, settings)
-        body = await _json_body(request, settings)
-        clip, messages = _clip_and_messages(body, settings)
-        options = _options(body)
-        if not slots.acquire(blocking=False):
-            raise ApiError(429, f"{settings.max_streams} requests are running or waiting: try again "
-                                "shortly", "rate_limit_error")
-        run = _Run(reasoner, clip, messages, options, settings.timeout_s)
-        if body.get("stream"):
-            return StreamingResponse(_sse(run, settings.model_name, slots), media_type="text/event-stream")
+        slot = _Slot(slots, settings)  # first: a crowd of uploads is refused before it is read
         try:
-            from starlette.concurrency import run_in_threadpool
-
-            text = await run_in_threadpool(run.collect)
+            body = await _json_body(request, settings)
+            run = await run_in_threadpool(_chat_run, reasoner, body, settings)
+        except BaseException:
+            slot.release()
+            raise
+        if body.get("stream"):
+            # the slot is freed when the stream ends, when the client leaves before it starts
+            # (the background task runs either way), or when the generator closes: once
+            return StreamingResponse(_sse(run, settings.model_name, slot), media_type="text/event-stream",
+                                     background=BackgroundTask(slot.release))
+        try:
+            text = await _watching(request, run, run_in_threadpool)
         finally:
-            slots.release()
+            slot.release()
         return _completion(run, text, settings.model_name)
 
     @app.post("/v1/emotion")
     async def emotion(request: Request):
         _authorise(request, settings)
-        body = await _json_body(request, settings)
-        part = body.get("audio") or {"type": "input_audio", "input_audio": {
-            "data": body.get("audio_base64"), "format": body.get("format", "wav")}}
-        clip = _load_clip(part, settings)
-        options = _options(body)
-        if not slots.acquire(blocking=False):
-            raise ApiError(429, f"{settings.max_streams} requests are running or waiting: try again "
-                                "shortly", "rate_limit_error")
+        slot = _Slot(slots, settings)
         try:
-            from starlette.concurrency import run_in_threadpool
-
-            return await run_in_threadpool(_explain, reasoner, clip, options, settings.timeout_s)
+            body = await _json_body(request, settings)
+            part = body.get("audio") or {"type": "input_audio", "input_audio": {
+                "data": body.get("audio_base64"), "format": body.get("format", "wav")}}
+            clip = await run_in_threadpool(_load_clip, part, settings)
+            return await run_in_threadpool(_explain, reasoner, clip, _options(body), settings.timeout_s)
         finally:
-            slots.release()
+            slot.release()
 
     return app
 
 
+class _Slot:
+    """One of the server's `max_streams` places, taken now (429 when none is free) and given
+    back exactly once, whichever path gets there first."""
+
+    def __init__(self, slots: threading.BoundedSemaphore, settings: ServeSettings) -> None:
+        if not slots.acquire(blocking=False):
+            raise ApiError(429, f"{settings.max_streams} requests are running or waiting: try again "
+                                "shortly", "rate_limit_error")
+        self._slots, self._lock, self._held = slots, threading.Lock(), True
+
+    def release(self) -> None:
+        with self._lock:
+            if self._held:
+                self._held = False
+                self._slots.release()
+
+
+def _chat_run(reasoner, body: dict, settings: ServeSettings) -> _Run:
+    """Everything that can be refused, done before an answer starts (off the event loop)."""
+    _refuse_unsupported(body)
+    clip, messages = _clip_and_messages(body, settings)
+    return _Run(reasoner, clip, messages, _options(body), settings.timeout_s)
+
+
+async def _watching(request, run: _Run, run_in_threadpool) -> str:
+    """Collect a whole answer, ending it if the client goes away meanwhile."""
+    import asyncio
+
+    task = asyncio.ensure_future(run_in_threadpool(run.collect))
+    while not task.done():
+        await asyncio.wait({task}, timeout=0.5)
+        if not task.done() and await request.is_disconnected():
+            run.stop.set()
+    return task.result()
+
+
 class _Run:
-    """One request's generation, collected or streamed, ended by a timeout or a gone client."""
+    """One request's generation, collected or streamed, ended by a timeout or a gone client.
+    Its prompt and audio features are built at once (a prompt the processor refuses is a 400
+    before any answer starts)."""
 
     def __init__(self, reasoner, clip, messages, options, timeout_s: float) -> None:
-        self.reasoner, self.clip, self.messages, self.options = reasoner, clip, messages, options
-        self.timeout_s, self.stop = timeout_s, threading.Event()
+        self.reasoner, self.timeout_s, self.stop = reasoner, timeout_s, threading.Event()
         self.answer = self.done = None
         self.timed_out = False
+        try:
+            self.request = reasoner.prepare(clip, options, stop=self.stop, messages=messages)
+        except ValueError as exc:
+            raise ApiError(400, f"the prompt cannot be built: {exc}") from None
 
     def chunks(self):
         """The raw text as written, chunk by chunk (a generator: closing it ends the run)."""
@@ -152,9 +200,9 @@ class _Run:
 
         timer = threading.Timer(self.timeout_s, self._time_out)
         timer.start()
+        self.reasoner.enqueue(self.request)
         try:
-            for event in self.reasoner.stream(self.clip, self.options, stop=self.stop, raw=True,
-                                              messages=self.messages):
+            for event in self.reasoner.events(self.request, raw=True):
                 if isinstance(event, TextDelta):
                     yield event.text
                 elif isinstance(event, Answer):
@@ -164,6 +212,7 @@ class _Run:
         finally:
             timer.cancel()
             self.stop.set()
+            self.reasoner.release(self.request)
 
     def collect(self) -> str:
         return "".join(self.chunks())
@@ -174,9 +223,14 @@ class _Run:
 
     @property
     def finish_reason(self) -> str:
+        """OpenAI's values only: a timeout is "length" (cut short), said in `stop_detail`."""
         if self.timed_out:
-            return "timeout"
+            return "length"
         return "length" if self.done is not None and self.done.stop_reason == "length" else "stop"
+
+    @property
+    def stop_detail(self) -> str:
+        return "timeout" if self.timed_out else (self.done.stop_reason if self.done else "stopped")
 
     def emotion(self) -> dict[str, Any] | None:
         a = self.answer
@@ -196,10 +250,10 @@ def _completion(run: _Run, text: str, model: str) -> dict[str, Any]:
             "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                          "finish_reason": run.finish_reason}],
-            "usage": run.usage(), "emotion": run.emotion()}
+            "usage": run.usage(), "emotion": run.emotion(), "stop_detail": run.stop_detail}
 
 
-def _sse(run: _Run, model: str, slots: threading.BoundedSemaphore):
+def _sse(run: _Run, model: str, slot: _Slot):
     """Server-sent chat.completion.chunk events (a sync generator: Starlette iterates it in a
     thread, and closes it when the client goes away, which ends the generation)."""
     ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
@@ -213,13 +267,14 @@ def _sse(run: _Run, model: str, slots: threading.BoundedSemaphore):
         yield chunk({"role": "assistant", "content": ""})
         for text in run.chunks():
             yield chunk({"content": text})
-        yield chunk({}, run.finish_reason, usage=run.usage(), emotion=run.emotion())
+        yield chunk({}, run.finish_reason, usage=run.usage(), emotion=run.emotion(),
+                    stop_detail=run.stop_detail)
         yield "data: [DONE]\n\n"
     except Exception as exc:  # noqa: BLE001 - the stream has begun: the error goes in it
         logger.exception("generation failed")
         yield f"data: {json.dumps({'error': {'message': str(exc), 'type': 'server_error'}})}\n\n"
     finally:
-        slots.release()
+        slot.release()
 
 
 def _explain(reasoner, clip, options, timeout_s: float) -> dict[str, Any]:
@@ -282,6 +337,8 @@ def _clip_and_messages(body: dict, settings: ServeSettings):
         if not isinstance(m, dict):
             raise ApiError(400, "each message must be an object with a role and content")
         content = m.get("content")
+        if content is not None and not isinstance(content, (str, list)):
+            raise ApiError(400, "a message's content must be text or a list of parts")
         parts = [{"type": "text", "text": content}] if isinstance(content, str) else content or []
         for part in parts:
             kind = part.get("type") if isinstance(part, dict) else None
@@ -294,8 +351,16 @@ def _clip_and_messages(body: dict, settings: ServeSettings):
                                     "part (input_audio or a data: audio_url)")
     if len(audio) != 1:
         raise ApiError(400, f"send exactly one audio part; got {len(audio)}")
+    text = system + question
+    if sum(map(len, text)) > MAX_TEXT_CHARS:
+        raise ApiError(400, f"the messages' text is over {MAX_TEXT_CHARS} characters: this model "
+                            "answers one question about one clip")
+    if any("<|" in t for t in text):
+        raise ApiError(400, "the text holds a special token (<|...|>): send plain text")
     clip = _load_clip(audio[0], settings)
-    if not system and not question:
+    released = (not system or system == [SYSTEM_PROMPT]) and \
+        (not question or question in ([AUDIO_PREFIX + QUESTION], [QUESTION]))
+    if released:  # what engine.remote sends: the released prompt, byte for byte
         return clip, None
     return clip, [
         {"role": "system", "content": [{"type": "text", "text": "\n".join(system) or SYSTEM_PROMPT}]},
@@ -305,6 +370,9 @@ def _clip_and_messages(body: dict, settings: ServeSettings):
 
 def _load_clip(part: dict, settings: ServeSettings):
     from engine.audio import AudioError, load_audio
+
+    if not isinstance(part, dict):
+        raise ApiError(400, "the audio must be a content part: {\"type\": \"input_audio\", ...}")
 
     if part.get("type") == "audio_url":
         url = (part.get("audio_url") or {}).get("url", "")
@@ -332,19 +400,33 @@ def _load_clip(part: dict, settings: ServeSettings):
             raise ApiError(400, str(exc)) from None
 
 
+def _refuse_unsupported(body: dict) -> None:
+    """Fields this server would otherwise ignore, misleading the client: refused by name."""
+    for key in ("logprobs", "top_logprobs", "stop", "tools", "tool_choice", "functions",
+                "response_format"):
+        if body.get(key):
+            raise ApiError(400, f"{key} is not supported by this server")
+    if body.get("n") not in (None, 1):
+        raise ApiError(400, "n must be 1: one answer per request")
+
+
 def _options(body: dict):
+    """Generation options from the request; a field sent as null means its default."""
     from engine.reasoning.options import GenerationOptions
 
-    for key in ("logprobs", "top_logprobs"):
-        if body.get(key):
-            raise ApiError(400, f"{key} is not supported by this server yet")
-    tokens = body.get("max_completion_tokens", body.get("max_tokens", 1024))
+    def value(*keys, default):
+        for key in keys:
+            if body.get(key) is not None:
+                return body[key]
+        return default
+
+    tokens = value("max_completion_tokens", "max_tokens", default=1024)
     try:
         if not isinstance(tokens, int) or isinstance(tokens, bool) or not 1 <= tokens <= MAX_TOKENS:
             raise ValueError(f"max_tokens must be a whole number from 1 to {MAX_TOKENS}; got {tokens!r}")
-        seed = body.get("seed")
-        return GenerationOptions(max_new_tokens=tokens, temperature=float(body.get("temperature", 0.0)),
-                                 top_p=float(body.get("top_p", 1.0)),
+        seed = value("seed", default=None)
+        return GenerationOptions(max_new_tokens=tokens, temperature=float(value("temperature", default=0.0)),
+                                 top_p=float(value("top_p", default=1.0)),
                                  seed=None if seed is None else int(seed))
     except (TypeError, ValueError) as exc:
         raise ApiError(400, str(exc)) from None

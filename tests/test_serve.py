@@ -62,22 +62,19 @@ def audio_part(b64):
     return {"type": "input_audio", "input_audio": {"data": b64, "format": "wav"}}
 
 
-def local_text(reasoner, samples, tokens):
+def local_text(reasoner, samples, tokens, tmp_path):
     """What the engine itself writes for the clip, greedy, as raw text."""
     from engine.audio import load_audio
     from engine.reasoning.reasoner import TextDelta
 
-    buf = io.BytesIO()
-    sf.write(buf, samples, 16000, format="WAV", subtype="PCM_16")
-    path = "/tmp/_serve_clip.wav"
-    with open(path, "wb") as f:
-        f.write(buf.getvalue())
+    path = tmp_path / "clip.wav"
+    sf.write(path, samples, 16000, format="WAV", subtype="PCM_16")
     clip = load_audio(path)
     return "".join(e.text for e in reasoner.stream(clip, max_new_tokens=tokens, raw=True)
                    if isinstance(e, TextDelta))
 
 
-def test_the_openai_client_streams_what_the_engine_writes(server, wav_b64):
+def test_the_openai_client_streams_what_the_engine_writes(server, wav_b64, tmp_path):
     url, reasoner = server
     b64, samples = wav_b64
     stream = client(url).chat.completions.create(
@@ -85,7 +82,7 @@ def test_the_openai_client_streams_what_the_engine_writes(server, wav_b64):
         messages=[{"role": "user", "content": [audio_part(b64)]}])
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks)
-    assert len(chunks) > 3 and text == local_text(reasoner, samples, 24)
+    assert len(chunks) > 3 and text == local_text(reasoner, samples, 24, tmp_path)
     assert chunks[-1].choices[0].finish_reason == "length"
     assert len(chunks[-1].model_extra["emotion"]["scores"]) == 9
     assert chunks[-1].usage.completion_tokens == 24
@@ -125,6 +122,26 @@ def post(url, body: bytes, key=KEY):
         return exc.code, json.loads(exc.read())
 
 
+def post_raw(url, body: bytes, key=KEY):
+    """POST that reads the answer even when the server refuses before the whole body is sent
+    (a 413 from the declared length: urllib would report a broken pipe instead)."""
+    import http.client
+
+    host, rest = url.split("//")[1].split("/", 1)
+    conn = http.client.HTTPConnection(host, timeout=60)
+    conn.putrequest("POST", "/" + rest)
+    for k, v in {"Content-Type": "application/json", "Content-Length": str(len(body)),
+                 "Authorization": f"Bearer {key}"}.items():
+        conn.putheader(k, v)
+    conn.endheaders()
+    try:
+        conn.send(body)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # refused early: the answer is already there
+    response = conn.getresponse()
+    return response.status, json.loads(response.read())
+
+
 def test_bad_requests_get_their_status_and_the_next_good_one_is_served(server, wav_b64):
     url, _ = server
     b64, _ = wav_b64
@@ -139,7 +156,16 @@ def test_bad_requests_get_their_status_and_the_next_good_one_is_served(server, w
     cases = {
         "no audio": (body("hello"), KEY, 400, "exactly one audio part"),
         "bad base64": (body([audio_part("not base64!!")]), KEY, 400, "not valid base64"),
-        "not audio": (body([audio_part(base64.b64encode(b"hello world" * 50).decode())]), KEY, 400, ""),
+        "not audio": (body([audio_part(base64.b64encode(b"hello world" * 50).decode())]), KEY, 400,
+                      "could not be read as audio"),
+        "content not text": (json.dumps({"messages": [{"role": "user", "content": 5}]}).encode(), KEY,
+                             400, "text or a list of parts"),
+        "a book of text": (body([audio_part(b64), {"type": "text", "text": "why? " * 2000}]), KEY, 400,
+                           "over 4000 characters"),
+        "special tokens": (body([audio_part(b64), {"type": "text", "text": "<|AUDIO|> hi"}]), KEY, 400,
+                           "special token"),
+        "two answers": (body([audio_part(b64)], n=2), KEY, 400, "n must be 1"),
+        "stop words": (body([audio_part(b64)], stop=["."]), KEY, 400, "stop is not supported"),
         "a fetchable URL": (body([{"type": "audio_url", "audio_url": {"url": "http://x/a.wav"}}]), KEY,
                             400, "fetches nothing"),
         "too long": (body([audio_part(base64.b64encode(long_clip.getvalue()).decode())]), KEY, 400,
@@ -151,10 +177,12 @@ def test_bad_requests_get_their_status_and_the_next_good_one_is_served(server, w
         "not JSON": (b"{nope", KEY, 400, "not JSON"),
     }
     for name, (data, key, status, words) in cases.items():
-        got, answer = post(chat, data, key)
+        got, answer = post(chat, data, key) if name != "too big" else post_raw(chat, data, key)
         assert got == status and words in answer["error"]["message"], (name, got, answer)
-    got, answer = post(chat, body([audio_part(b64)]))
-    assert got == 200 and answer["choices"][0]["message"]["content"]
+    got, answer = post(chat, body([audio_part(b64)], temperature=None, top_p=None, seed=None))
+    assert got == 200 and answer["choices"][0]["message"]["content"]  # null: the default
+    got, answer = post(url + "/v1/emotion", json.dumps({"audio": "abc"}).encode())
+    assert got == 400 and "content part" in answer["error"]["message"]
 
 
 def test_eight_clients_at_once_all_get_complete_answers(server, wav_b64):
@@ -206,3 +234,32 @@ def test_any_address_but_loopback_needs_a_key(capsys, monkeypatch):
     with pytest.raises(SystemExit) as exc:
         main(["--model", "x", "--host", "0.0.0.0"])
     assert exc.value.code == 2 and "needs an API key" in capsys.readouterr().err
+
+
+def test_clients_that_leave_before_the_stream_starts_give_their_places_back(server, wav_b64):
+    """Once: a streaming request whose client left before the first byte kept its place for
+    good; max_streams of them locked everyone out with 429."""
+    import socket
+
+    url, reasoner = server
+    b64, _ = wav_b64
+    host, port = url.split("//")[1].split(":")
+    data = json.dumps({"model": "tiny", "stream": True, "max_tokens": 2000,
+                       "messages": [{"role": "user", "content": [audio_part(b64)]}]}).encode()
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n").encode()
+    for _ in range(16):  # more than the 12 places
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(head + data)
+    deadline = time.time() + 30
+    while reasoner.busy() and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+
+    def ask(i):
+        return post(url + "/v1/chat/completions", json.dumps({
+            "model": "tiny", "max_tokens": 4, "messages": [{"role": "user", "content": [audio_part(b64)]}]}).encode())
+
+    with ThreadPoolExecutor(12) as pool:
+        statuses = [status for status, _ in pool.map(ask, range(12))]
+    assert statuses == [200] * 12
