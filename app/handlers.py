@@ -48,6 +48,19 @@ class Handlers:
         return (figures.prosody_figure(report, clip, unit=unit),
                 render.summary_markdown(report, clip), report.to_dict(contours=False))
 
+    def export(self, audio_path, voice="auto"):
+        """The measurements to keep: Praat TextGrid and PitchTier, a per-frame CSV, the JSON."""
+        import tempfile
+        from pathlib import Path
+
+        from engine.export import write_all
+
+        if not audio_path:
+            raise gr.Error("Record or upload a clip first.")
+        clip, report = self._measure(audio_path, voice)
+        stem = Path(str(audio_path)).stem[:60] or "clip"
+        return [str(p) for p in write_all(report, tempfile.mkdtemp(prefix="export-"), stem)]
+
     def compare(self, path_a, path_b):
         """Two clips side by side: contours on a time-normalised axis and two summaries."""
         if not path_a or not path_b:

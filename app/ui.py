@@ -6,7 +6,8 @@ Named API endpoints (gradio_client): /prosody (clip, pitch unit, voice type -> f
 measurements), /reason (clip, settings, voice type -> streamed reasoning, nine confidences,
 checked claims),
 /manipulate (clip, pitch shift, range, tilt, tempo, gain -> re-synthesised clip, overlay),
-/compare (two clips -> overlay, two summaries). Everything else is private.
+/compare (two clips -> overlay, two summaries), /export (clip, voice type -> TextGrid, PitchTier,
+CSV, JSON files). Everything else is private.
 """
 
 from __future__ import annotations
@@ -73,6 +74,10 @@ def build(settings: Settings, service: ModelService) -> gr.Blocks:
                                            "(auto: assumed from the clip where it is clear)")
                     summary = gr.Markdown("_Record or upload a clip to see how it was said._",
                                           elem_id="summary")
+                    with gr.Accordion("Keep the measurements (Praat TextGrid and PitchTier, CSV, JSON)",
+                                      open=False):
+                        export_btn = gr.Button("Export", elem_id="export")
+                        exported = gr.File(file_count="multiple", label="Files", elem_id="exported")
                     measurements = gr.JSON(label="Measurements", visible=False)
             with gr.Row():
                 with gr.Column(scale=3):
@@ -130,6 +135,7 @@ def build(settings: Settings, service: ModelService) -> gr.Blocks:
             h.reason, [audio, *settings_in, voice], [reasoning, label, claims], api_name="reason",
             concurrency_limit=None)
         stop.click(h.stop, None, None, cancels=[reason_event], api_visibility="private", queue=False)
+        export_btn.click(h.export, [audio, voice], exported, api_name="export")
         live_mic.stream(h.live_pitch, [live_state, live_mic], [live_plot, live_state],
                         stream_every=0.3, time_limit=int(settings.max_seconds),
                         api_visibility="private", concurrency_limit=None)

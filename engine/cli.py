@@ -2,6 +2,7 @@
 `python -m engine ...`, or `emotionthinker-engine ...` once the project is installed.
 
     python -m engine analyze FILE [FILE ...] [--json] [--voice auto|male|female|child] [--no-contours]
+                              [--textgrid DIR]
     python -m engine analyze FILE --model SRC [--quant Q] [--device D] [--max-new-tokens N] [--json]
     python -m engine analyze FILE --backend URL [--backend-key KEY] ...    (a remote server reasons)
                                   [--temperature T] [--top-p P] [--seed S] [--no-compile]
@@ -122,12 +123,22 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             return 2
         print(f"model: {loaded.describe()}", file=sys.stderr, flush=True)
         reasoner = Reasoner(loaded, compile=False if args.no_compile else None)
-    failed = 0
+    failed, written = 0, set()
     for path in args.files:
         try:
             result, clip, report = measure_file(path, max_seconds=args.max_seconds,
                                                 voice=args.voice,
                                                 contours=args.json and not args.no_contours)
+            if args.textgrid:
+                from pathlib import Path
+
+                from engine.export import write_all
+
+                stem = Path(path).stem
+                while stem in written:  # two inputs with one name: keep both
+                    stem += "_"
+                written.add(stem)
+                write_all(report, args.textgrid, stem, record=result)
             if reasoner is not None:
                 if not args.json:
                     print(_text(result), "\n  Reasoning: ", end="", flush=True)
@@ -229,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--max-seconds", type=float, default=MAX_SECONDS,
                    help=f"longest clip accepted (default {MAX_SECONDS:g})")
     a.add_argument("--no-contours", action="store_true", help="leave the contours out of --json")
+    a.add_argument("--textgrid", metavar="DIR",
+                   help="also write each file's Praat TextGrid and PitchTier, a per-frame CSV and "
+                        "the JSON into DIR (engine/export.py)")
     a.add_argument("--model", default=os.environ.get("ET_MODEL"), metavar="SRC",
                    help=f"hub id (the released model: {DEFAULT_SOURCE}) or checkpoint directory "
                         "of EmotionThinker: adds its reasoning")

@@ -134,7 +134,7 @@ def test_compare_endpoint(client, clip_file):
 
 def test_only_the_named_endpoints_are_public(client):
     api = client.view_api(return_format="dict", print_info=False)
-    assert set(api["named_endpoints"]) == {"/prosody", "/reason", "/manipulate", "/compare"}
+    assert set(api["named_endpoints"]) == {"/prosody", "/reason", "/manipulate", "/compare", "/export"}
     assert not api["unnamed_endpoints"]
 
 
