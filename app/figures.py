@@ -22,12 +22,22 @@ TEMPLATE: dict = {}  # plotly's "plotly_white", expanded once (plotly.js needs t
 
 
 def prosody_figure(report: ProsodyReport, clip: Clip | None = None, title: str | None = None,
-                   unit: str = "Hz") -> go.Figure:
-    """Pitch (Hz, or semitones re the median with unit="st") over the waveform, intensity below."""
+                   unit: str = "Hz", view: str = "waveform") -> go.Figure:
+    """Pitch (Hz, or semitones re the median with unit="st") over the waveform, or with
+    view="spectrogram" over a wideband spectrogram (Praat's speech defaults: 5 ms window,
+    0-5 kHz, 50 dB, darker is louder) on its own axis; intensity below."""
     c = report.contours
     pitch = c.f0_st if unit == "st" else c.f0_hz
     data = []
-    if clip is not None:
+    spectral = view == "spectrogram" and clip is not None
+    if spectral:
+        from engine.prosody.analysis import spectrogram
+
+        times, freqs, level = spectrogram(clip)
+        data.append({"type": "heatmap", "name": "spectrogram", "x": times, "y": freqs, "z": level,
+                     "zmin": 0, "zmax": 50, "colorscale": "Greys", "showscale": False,
+                     "hoverinfo": "skip", "xaxis": "x", "yaxis": "y3"})
+    elif clip is not None:
         t, low, high = _envelope(clip)
         data.append({"type": "scatter", "name": "waveform", "x": np.concatenate([t, t[::-1]]),
                      "y": np.concatenate([high, low[::-1]]), "fill": "toself",
@@ -62,6 +72,10 @@ def prosody_figure(report: ProsodyReport, clip: Clip | None = None, title: str |
               "yaxis": pitch_axis,
               "yaxis2": {"domain": [0.0, 0.28], "anchor": "x", "title": {"text": "intensity (dBFS)"}},
               "yaxis3": {"overlaying": "y", "visible": False, "range": [-1.05, 1.05]}}
+    if spectral:  # the spectrogram's frequency axis on the left, the pitch on the right over it
+        layout["yaxis3"] = {"domain": [0.36, 1.0], "anchor": "x", "range": [0, float(freqs[-1])],
+                            "title": {"text": "frequency (Hz)"}}
+        layout["yaxis"] = {**pitch_axis, "overlaying": "y3", "side": "right", "showgrid": False}
     return _figure(data, layout)
 
 

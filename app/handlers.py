@@ -24,6 +24,7 @@ STREAM_EVERY_S = 0.05  # coalesce token updates: ~20 screen updates a second
 LIVE_WINDOW_S = 4.0  # the tuner shows the last seconds of the microphone
 ZEROGPU_SECONDS = 180  # GPU time asked of ZeroGPU per reasoning request
 MAX_API_TOKENS = 8192  # the most tokens one request may ask for (the page offers up to 4096)
+VIEWS = ("waveform", "spectrogram")  # what the pitch is drawn over
 
 
 class Handlers:
@@ -39,13 +40,15 @@ class Handlers:
 
     # --- prosody ---------------------------------------------------------------------------
 
-    def prosody(self, audio_path, unit="Hz", voice="auto"):
-        """A clip arrived (or its voice type changed): its contours and summary, at once."""
+    def prosody(self, audio_path, unit="Hz", voice="auto", view="waveform"):
+        """A clip arrived (or its voice type or view changed): its contours and summary, at once."""
         if not audio_path:
             return (figures.placeholder_figure(), "_Record or upload a clip to see how it was said._",
                     None)
+        if view not in VIEWS:
+            raise gr.Error(f"The view must be one of {', '.join(VIEWS)}; got {view!r}.")
         clip, report = self._measure(audio_path, voice)
-        return (figures.prosody_figure(report, clip, unit=unit),
+        return (figures.prosody_figure(report, clip, unit=unit, view=view),
                 render.summary_markdown(report, clip), report.to_dict(contours=False))
 
     def export(self, audio_path, voice="auto"):

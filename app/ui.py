@@ -2,8 +2,8 @@
 
     python app.py            # see app/settings.py for the flags and environment variables
 
-Named API endpoints (gradio_client): /prosody (clip, pitch unit, voice type -> figure, summary,
-measurements), /reason (clip, settings, voice type -> streamed reasoning, nine confidences,
+Named API endpoints (gradio_client): /prosody (clip, pitch unit, voice type, view -> figure,
+summary, measurements), /reason (clip, settings, voice type -> streamed reasoning, nine confidences,
 checked claims),
 /manipulate (clip, pitch shift, range, tilt, tempo, gain -> re-synthesised clip, overlay),
 /compare (two clips -> overlay, two summaries), /export (clip, voice type -> TextGrid, PitchTier,
@@ -18,7 +18,7 @@ from starlette.middleware import Middleware
 from app import figures
 from app.examples import EXAMPLE_DIR, example_paths
 from app.guard import LoopbackGuard, is_loopback
-from app.handlers import Handlers
+from app.handlers import VIEWS, Handlers
 from app.service import ModelService, RemoteService
 from app.settings import Settings
 from engine.prosody.levels import VOICE_TYPES
@@ -66,7 +66,10 @@ def build(settings: Settings, service: ModelService) -> gr.Blocks:
                         live_plot = gr.Plot(label="Live pitch")
                         live_state = gr.State(None)
                 with gr.Column(scale=3):
-                    unit = gr.Radio(["Hz", "st"], value="Hz", label="pitch unit", scale=0)
+                    with gr.Row():
+                        unit = gr.Radio(["Hz", "st"], value="Hz", label="pitch unit", scale=0)
+                        view = gr.Radio(list(VIEWS), value="waveform", label="pitch over", scale=0,
+                                        elem_id="view")
                     plot = gr.Plot(figures.placeholder_figure(), elem_id="plot",
                                    label="Pitch over the waveform, intensity below")
                     voice = gr.Radio(list(VOICE_TYPES), value="auto", elem_id="voice",
@@ -126,9 +129,10 @@ def build(settings: Settings, service: ModelService) -> gr.Blocks:
             claims_a, claims_b = gr.State(""), gr.State("")
 
         # --- wiring ----------------------------------------------------------------------------
-        prosody_io = dict(inputs=[audio, unit, voice], outputs=[plot, summary, measurements])
+        prosody_io = dict(inputs=[audio, unit, voice, view], outputs=[plot, summary, measurements])
         audio.change(h.prosody, api_name="prosody", queue=False, show_progress="hidden", **prosody_io)
         unit.change(h.prosody, api_visibility="private", **prosody_io)
+        view.change(h.prosody, api_visibility="private", **prosody_io)
         voice.change(h.prosody, api_visibility="private", **prosody_io)
         settings_in = [max_tokens, temperature, seed]
         reason_event = analyse.click(h.prosody, api_visibility="private", **prosody_io).then(

@@ -65,7 +65,7 @@ def server(tiny_checkpoint):
     from app.ui import launch
 
     port = free_port()
-    settings = parse(["--model", str(tiny_checkpoint), "--port", str(port), "--max-seconds", "8",
+    settings = parse(["--model", str(tiny_checkpoint), "--port", str(port), "--max-seconds", "12",
                       "--max-file-mb", "2"])
     demo, service = launch(settings, block=False)
     assert service.wait_until_settled(120) == "ready", service.status()

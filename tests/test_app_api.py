@@ -92,8 +92,8 @@ def test_a_bad_file_gets_an_error_and_the_next_request_works(client, tmp_path, c
     with pytest.raises(Exception, match="could not be read as audio"):
         client.predict(handle_file(str(bad)), "Hz", api_name="/prosody")
     long = tmp_path / "long.wav"
-    sf.write(long, synth.harmonic(150, 9.0), 16000)
-    with pytest.raises(Exception, match="the limit is 8 s"):
+    sf.write(long, synth.harmonic(150, 13.0), 16000)
+    with pytest.raises(Exception, match="the limit is 12 s"):
         client.predict(handle_file(str(long)), "Hz", api_name="/prosody")
     fig, summary, _ = client.predict(handle_file(str(clip_file)), "Hz", api_name="/prosody")
     assert "Pitch:" in summary
@@ -278,3 +278,26 @@ def test_non_finite_parameters_are_checked_in_words(server, clip_file, tokens, t
     handlers = Handlers(server[1], max_seconds=8)
     with pytest.raises(gr.Error, match=words):
         next(handlers.reason(str(clip_file), tokens, temperature, -1, request=None))
+
+
+def test_the_pitch_can_be_drawn_over_a_wideband_spectrogram(client, clip_file):
+    from gradio_client import handle_file
+
+    from engine.prosody.analysis import spectrogram
+
+    fig, _, _ = client.predict(handle_file(str(clip_file)), "Hz", "auto", "spectrogram",
+                               api_name="/prosody")
+    t = traces(fig)
+    assert {"spectrogram", "pitch", "intensity"} <= set(t) and "waveform" not in t
+    times, freqs, level = spectrogram(load_audio(clip_file))
+    z = t["spectrogram"].z
+    if isinstance(z, dict):  # plotly sends arrays base64-encoded, with their shape
+        import base64
+
+        shape = tuple(int(n) for n in str(z["shape"]).split(","))
+        z = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(shape)
+    z = np.asarray(z, dtype=float)
+    assert z.shape == level.shape and z.max() == 50 and z.min() == 0  # the top 50 dB
+    assert values(t["spectrogram"].y)[-1] == pytest.approx(freqs[-1]) and freqs[-1] <= 5000
+    layout = pio.from_json(fig["plot"]).layout
+    assert layout.yaxis.overlaying == "y3" and layout.yaxis3.title.text == "frequency (Hz)"

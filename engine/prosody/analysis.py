@@ -217,6 +217,27 @@ def analyze(clip: Clip, norms: LevelNorms = DEFAULT_NORMS, voice: str | None = "
         voice_type=voice_type)
 
 
+# A wideband spectrogram as phonetics classes read it (Praat's defaults for speech)
+SPECTROGRAM_WINDOW_S, SPECTROGRAM_TOP_HZ, SPECTROGRAM_RANGE_DB = 0.005, 5000.0, 50.0
+SPECTROGRAM_STEP_S, SPECTROGRAM_BIN_HZ = 0.005, 40.0  # display resolution (Praat draws finer)
+
+
+def spectrogram(clip: Clip) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(times s, frequencies Hz, level 0..50 dB above the floor as uint8) of a wideband Praat
+    spectrogram: Gaussian window of 5 ms, 0-5 kHz, the top 50 dB (Praat's dynamic range)."""
+    import parselmouth
+
+    sound = parselmouth.Sound(clip.samples.astype(np.float64), clip.sample_rate_hz)
+    top = min(SPECTROGRAM_TOP_HZ, clip.sample_rate_hz / 2)
+    spec = sound.to_spectrogram(window_length=SPECTROGRAM_WINDOW_S, maximum_frequency=top,
+                                time_step=SPECTROGRAM_STEP_S, frequency_step=SPECTROGRAM_BIN_HZ)
+    power = np.asarray(spec.values)
+    db = 10.0 * np.log10(np.maximum(power, 1e-30))
+    level = np.clip(db - (db.max() - SPECTROGRAM_RANGE_DB), 0.0, SPECTROGRAM_RANGE_DB)
+    freqs = spec.y1 + spec.dy * np.arange(spec.ny)
+    return np.asarray(spec.xs()), freqs, np.rint(level).astype(np.uint8)
+
+
 def frame_levels(x: np.ndarray, sr: int, times_s: np.ndarray) -> np.ndarray:
     """RMS level (dBFS, floored at DBFS_FLOOR) of 25 ms frames centred on `times_s`, which must
     be the 10 ms frame centres of `frame_times` (summed from 2.5 ms blocks: one pass, no copies
