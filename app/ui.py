@@ -17,10 +17,10 @@ from starlette.middleware import Middleware
 
 from app import figures
 from app.examples import EXAMPLE_DIR, example_paths
-from app.guard import LoopbackGuard, is_loopback
 from app.handlers import VIEWS, Handlers
 from app.service import ModelService, RemoteService
 from app.settings import Settings
+from engine.guard import LoopbackGuard, is_loopback
 from engine.prosody.levels import VOICE_TYPES
 from engine.reasoning.prompts import LABELS
 

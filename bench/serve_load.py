@@ -15,7 +15,6 @@ import argparse
 import base64
 import io
 import statistics
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -36,25 +35,18 @@ def local_server(model: str | None):
     import socket
     import tempfile
 
-    import uvicorn
-
     from engine.reasoning.model import load_model
     from engine.reasoning.reasoner import Reasoner
-    from engine.serve import ServeSettings, create_app
+    from engine.serve import ServeSettings, start
 
     if model is None:
         from engine.reasoning.tiny import build
 
         model = str(build(tempfile.mkdtemp() + "/tiny"))
-    reasoner = Reasoner(load_model(model, quant="fp32"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(reasoner, ServeSettings(model_name="tiny", max_streams=64)),
-                                           host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
+    start(Reasoner(load_model(model, quant="fp32")), ServeSettings(model_name="tiny", max_streams=64), port)
     return f"http://127.0.0.1:{port}/v1", "tiny"
 
 

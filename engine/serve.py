@@ -48,6 +48,7 @@ from typing import Any
 from fastapi import Request  # at module level: FastAPI reads the handlers' annotations here
 
 from engine.audio import MAX_SECONDS
+from engine.guard import LoopbackGuard, is_loopback
 from engine.reasoning.prompts import AUDIO_PREFIX, QUESTION, SYSTEM_PROMPT
 
 logger = logging.getLogger("engine.serve")
@@ -432,8 +433,17 @@ def _options(body: dict):
         raise ApiError(400, str(exc)) from None
 
 
-def is_loopback(host: str) -> bool:
-    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+def start(reasoner, settings: ServeSettings, port: int, host: str = "127.0.0.1"):
+    """The server in a daemon thread of this process, started (for tests and benchmarks):
+    returns the uvicorn.Server; `server.should_exit = True` stops it."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(create_app(reasoner, settings), host=host, port=port,
+                                           log_level="warning"))
+    threading.Thread(target=server.run, name="engine-serve", daemon=True).start()
+    while not server.started:
+        time.sleep(0.02)
+    return server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -466,7 +476,10 @@ def main(argv: list[str] | None = None) -> int:
     reasoner = Reasoner(loaded, compile=False if a.no_compile else None, max_batch=a.max_batch)
     settings = ServeSettings(model_name=str(a.model), api_key=a.api_key, max_body_mb=a.max_body_mb,
                              max_seconds=a.max_seconds, max_streams=a.max_streams, timeout_s=a.timeout_s)
-    uvicorn.run(create_app(reasoner, settings), host=a.host, port=a.port, log_level="info")
+    app = create_app(reasoner, settings)
+    # on loopback, the app's own guard: no other Host (DNS rebinding), no other page's POSTs
+    app.add_middleware(LoopbackGuard, enabled=is_loopback(a.host))
+    uvicorn.run(app, host=a.host, port=a.port, log_level="info")
     return 0
 
 

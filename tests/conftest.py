@@ -95,23 +95,12 @@ def labelled_corpus(synthetic_corpus):
 @pytest.fixture(scope="session")
 def openai_backend(tiny_checkpoint):
     """engine.serve with the tiny model on a free loopback port, no key: its /v1 base URL."""
-    import threading
-    import time
-
-    import uvicorn
-
     from engine.reasoning.model import load_model
     from engine.reasoning.reasoner import Reasoner
-    from engine.serve import ServeSettings, create_app
+    from engine.serve import ServeSettings, start
 
-    reasoner = Reasoner(load_model(str(tiny_checkpoint), quant="fp32"))
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(reasoner, ServeSettings(model_name="tiny")),
-                                           host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
+    server = start(Reasoner(load_model(str(tiny_checkpoint), quant="fp32")),
+                   ServeSettings(model_name="tiny"), port)
     yield f"http://127.0.0.1:{port}/v1"
     server.should_exit = True
-    thread.join(10)

@@ -237,7 +237,7 @@ def test_on_loopback_uploads_from_other_pages_are_refused(server):
 def test_the_guard_stands_aside_when_serving_other_names():
     import asyncio
 
-    from app.guard import LoopbackGuard, is_loopback
+    from engine.guard import LoopbackGuard, is_loopback
 
     assert is_loopback("127.0.0.1") and is_loopback("[::1]") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("evil.example")

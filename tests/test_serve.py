@@ -4,7 +4,6 @@
 import base64
 import io
 import json
-import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -23,25 +22,17 @@ KEY = "test-key"
 @pytest.fixture(scope="module")
 def server(tiny_checkpoint):
     """(base URL, the Reasoner behind it): a key required, 1 MB bodies, 8 s clips."""
-    import uvicorn
-
     from engine.reasoning.model import load_model
     from engine.reasoning.reasoner import Reasoner
-    from engine.serve import ServeSettings, create_app
+    from engine.serve import ServeSettings, start
 
     reasoner = Reasoner(load_model(str(tiny_checkpoint), quant="fp32"))
     settings = ServeSettings(model_name="tiny", api_key=KEY, max_body_mb=1.0, max_seconds=8.0,
                              max_streams=12)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(reasoner, settings), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
+    server = start(reasoner, settings, port)
     yield f"http://127.0.0.1:{port}", reasoner
     server.should_exit = True
-    thread.join(10)
 
 
 @pytest.fixture(scope="module")
