@@ -153,9 +153,9 @@ class Handlers:
                 elif isinstance(event, Answer):
                     think, answer = event.think, event.raw or "(none given)"
                     scores, claims = event.scores or None, render.claims_markdown(check(event.think, report))
-                    if not event.scores:  # a backend that returns no confidences (vLLM)
-                        claims = ("_No confidences: the backend returns none for the nine "
-                                  "emotions, only its answer._\n\n") + claims
+                    if event.scores_note:  # a remote backend: approximate confidences, or none
+                        note = event.scores_note
+                        claims = f"_{note[0].upper() + note[1:]}._\n\n" + claims
                     yield render.reasoning_markdown(think, answer), scores, claims
                 elif isinstance(event, Done):  # the last update carries every output
                     footer = (f"\n\n<sub>{event.n_tokens} tokens, first after {event.ttft_s:.2f} s, "

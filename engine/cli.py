@@ -16,7 +16,7 @@ file per line (a public contract other tools parse):
    "levels": {...}, "speech_found", "voice_type": {"requested", "assumed", "reason"}, "summary": [...],
    "contours": {"time_s", "f0_hz", "f0_st", "intensity_db", "speech"}}
 with null wherever a value cannot be measured. With `--model`, each object also has
-  "reasoning": {"think", "answer", "label", "scores", "scored_label", "forced", "format_ok",
+  "reasoning": {"think", "answer", "label", "scores", "scored_label", "forced", "scores_note", "format_ok",
                 "claims", "grounding_agreement", "timing"}
 and text mode streams the reasoning as it is written. Without `--model` (or with `--no-model`)
 only prosody is measured. A file that fails gives {"file", "error"} (in text mode the message
@@ -82,6 +82,7 @@ def reason(reasoner, clip, report, options, on_text=None) -> dict[str, Any]:
     return {"think": answer.think, "answer": answer.raw, "label": answer.label,
             "scores": {k: round(v, 5) for k, v in answer.scores.items()},
             "scored_label": answer.scored_label, "forced": answer.forced,
+            "scores_note": answer.scores_note,
             "format_ok": answer.format_ok, "claims": [c.to_dict() for c in claims],
             "grounding_agreement": agreement(claims), "timing": timing}
 
@@ -174,7 +175,8 @@ def _reasoning_text(r: dict[str, Any]) -> str:
     scores = ", ".join(f"{label} {100 * p:.0f} %" for label, p in top)
     lines = ["", f"  Answer: {r['label'] or 'none given'}"
              + (f" (raw: {r['answer']!r})" if r["label"] == "unknown" else ""),
-             f"  Confidence: {scores}" + (" (answer forced after the reasoning)" if r["forced"] else "")]
+             f"  Confidence: {scores or 'none'}" + (" (answer forced after the reasoning)" if r["forced"] else "")
+             + (f" ({r['scores_note']})" if r.get("scores_note") else "")]
     for c in r["claims"]:
         neg = "not " if c["negated"] else ""
         lines.append(f"  Claim '{c['text']}' ({neg}{c['value']}): {c['verdict']}, {c['measured']}")

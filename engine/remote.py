@@ -11,10 +11,19 @@ Reasoner: prosody and the grounding check stay local. The clip goes as a WAV `in
 with the released system prompt and question sent explicitly (engine.serve recognises them as
 the released prompt, byte for byte; vLLM would otherwise use the checkpoint's default system
 prompt); the streamed text is parsed
-into think / answer exactly as local text is (engine.reasoning.parse). The nine confidences come
-from the server's `emotion` extension (engine.serve computes them as the local engine does);
-a server without it (vLLM) gives an Answer with no scores, and the caller says so. A server that
-is down, slow or answers garbage raises RemoteUnavailable within the timeout, with the reason.
+into think / answer exactly as local text is (engine.reasoning.parse).
+
+The nine confidences: from this project's server (engine.serve, recognised by its model list's
+`owned_by`), its `emotion` extension, computed as the local engine does. From any other server
+(vLLM), its log-probabilities: the stream asks for `logprobs` with the 20 best alternatives
+(OpenAI's and vLLM's bound), and `first_token_scores` reads them at the first token of the
+answer: each alternative that begins exactly one label's spelling gives that label its
+probability, and the nine are normalised over what was found. An approximation, said in
+`Answer.scores_note`: the engine scores each label's whole spelling (mean log-probability of all
+its tokens), this only the first token, and a label outside the 20 best gets 0. Where the
+model wrote no answer, or the server sent no log-probabilities, there are no scores, and the
+note says why. A server that is down, slow or answers garbage raises RemoteUnavailable within
+the timeout, with the reason.
 """
 
 from __future__ import annotations
@@ -28,13 +37,17 @@ from collections.abc import Iterator
 from engine.audio import Clip
 from engine.reasoning.options import GenerationOptions
 from engine.reasoning.parse import StreamParser
-from engine.reasoning.prompts import AUDIO_PREFIX, QUESTION, SYSTEM_PROMPT
+from engine.reasoning.prompts import ANSWER_OPEN, AUDIO_PREFIX, LABEL_SPELLINGS, QUESTION, SYSTEM_PROMPT
 from engine.reasoning.reasoner import Answer, Done, GenerationError, TextDelta
 
 API_KEY_ENV = "ET_BACKEND_KEY"
 CONNECT_TIMEOUT_S = 5.0  # a backend that does not answer this fast is reported down
 READ_TIMEOUT_S = 120.0  # the longest silence between two chunks of a stream
 FINISH = {"stop": "eos", "length": "length"}  # OpenAI finish_reason -> the engine's stop_reason
+TOP_LOGPROBS = 20  # alternatives asked per token: OpenAI's and vLLM's (default) maximum
+OWNER = "emotionthinker"  # engine.serve's `owned_by`: a server with the `emotion` extension
+LOGPROB_NOTE = ("confidences from the backend's log-probabilities of each label's first token "
+                "(an approximation of the engine's whole-label scores)")
 
 
 class RemoteUnavailable(GenerationError):
@@ -42,11 +55,17 @@ class RemoteUnavailable(GenerationError):
 
 
 class RemoteReasoner:
-    def __init__(self, url: str, api_key: str | None = None, model: str | None = None) -> None:
+    def __init__(self, url: str, api_key: str | None = None, model: str | None = None,
+                 confidences: str = "auto") -> None:
+        """`confidences`: "auto" (the `emotion` extension from engine.serve, log-probabilities
+        from any other server), "extension" or "logprobs" (that way whatever the server)."""
         import httpx
         from openai import OpenAI
 
-        self.url, self.model = url.rstrip("/"), model
+        if confidences not in ("auto", "extension", "logprobs"):
+            raise ValueError(f"confidences must be auto, extension or logprobs; got {confidences!r}")
+        self.url, self.model, self.confidences = url.rstrip("/"), model, confidences
+        self.extension: bool | None = None  # the server sends the `emotion` extension
         timeout = httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
         self.client = OpenAI(base_url=self.url, api_key=api_key or "none", max_retries=0,
                              timeout=timeout)
@@ -54,9 +73,11 @@ class RemoteReasoner:
     def check(self) -> str:
         """The model the backend serves (the first it lists, unless one was named)."""
         try:
-            served = [m.id for m in self.client.models.list(timeout=CONNECT_TIMEOUT_S).data]
+            listed = self.client.models.list(timeout=CONNECT_TIMEOUT_S).data
+            served = [m.id for m in listed]
         except Exception as exc:  # noqa: BLE001 - connection refused, timeout, 401, garbage ...
             raise RemoteUnavailable(f"the backend {self.url} does not answer: {_why(exc)}") from None
+        owners = {m.id: getattr(m, "owned_by", None) for m in listed}
         if not served:
             raise RemoteUnavailable(f"the backend {self.url} serves no model")
         if self.model is None:
@@ -64,6 +85,8 @@ class RemoteReasoner:
         elif self.model not in served:
             raise RemoteUnavailable(f"the backend {self.url} does not serve {self.model} "
                                     f"(it serves {', '.join(served)})")
+        self.extension = (self.confidences == "extension" or
+                          (self.confidences == "auto" and owners.get(self.model) == OWNER))
         return self.model
 
     def stream(self, clip: Clip, options: GenerationOptions | None = None, *,
@@ -78,12 +101,14 @@ class RemoteReasoner:
         if unknown:
             raise TypeError(f"unknown options {sorted(unknown)}")
         options = replace(options or GenerationOptions(), **{k: v for k, v in fields.items() if k in known})
-        model = self.model or self.check()
+        model = self.model if self.extension is not None else self.check()
         start = time.perf_counter()
         parser, first, usage, finish, emotion, n_chunks = StreamParser(), None, None, None, None, 0
+        tokens: list[tuple[str, list[tuple[str, float]]]] = []  # (token, its alternatives)
+        ask = {} if self.extension else {"logprobs": True, "top_logprobs": TOP_LOGPROBS}
         try:
             stream = self.client.chat.completions.create(
-                model=model, stream=True, max_tokens=options.max_new_tokens,
+                model=model, stream=True, max_tokens=options.max_new_tokens, **ask,
                 temperature=options.temperature, top_p=options.top_p, seed=options.seed,
                 messages=[{"role": "system", "content": SYSTEM_PROMPT},  # explicit: vLLM would
                           {"role": "user", "content": [                      # use its own default
@@ -102,6 +127,8 @@ class RemoteReasoner:
                     usage = chunk.usage or usage
                     for choice in chunk.choices:
                         finish = choice.finish_reason or finish
+                        for t in (choice.logprobs.content or []) if choice.logprobs else []:
+                            tokens.append((t.token, [(a.token, a.logprob) for a in t.top_logprobs or []]))
                         text = choice.delta.content if choice.delta else None
                         if text:
                             first = first or time.perf_counter()
@@ -115,10 +142,16 @@ class RemoteReasoner:
         for segment in parser.finish():
             yield TextDelta(segment.kind, segment.text)
         parsed = parser.result()
-        scores = dict((emotion or {}).get("scores") or {})
+        if self.extension:
+            scores = dict((emotion or {}).get("scores") or {})
+            note = "" if scores else "no confidences: the backend sent none"
+        elif tokens:
+            scores, note = first_token_scores(tokens)
+        else:
+            scores, note = {}, "no confidences: the backend returns no log-probabilities"
         yield Answer(label=parsed.label, raw=parsed.answer, scores=scores,
                      scored_label=max(scores, key=scores.get) if scores else None, forced=False,
-                     format_ok=parsed.format_ok, think=parsed.think)
+                     format_ok=parsed.format_ok, think=parsed.think, scores_note=note)
         end = time.perf_counter()
         n = usage.completion_tokens if usage is not None else n_chunks
         decode_s = end - (first or end)
@@ -127,6 +160,39 @@ class RemoteReasoner:
                    stop_reason=FINISH.get(finish, finish or "stopped"), total_s=end - start,
                    prompt_tokens=usage.prompt_tokens if usage is not None else 0, audio_tokens=0,
                    decoder=f"remote {self.url}")
+
+
+def first_token_scores(tokens: list[tuple[str, list[tuple[str, float]]]]) -> tuple[dict[str, float], str]:
+    """(label -> probability, note) from a completion's log-probabilities: (token text, its
+    alternatives as (text, logprob)) in order. Read at the answer's first token (after the last
+    `<answer>` and any whitespace); see the module docstring. Empty scores, with the reason,
+    when the text has no answer or no alternative begins a label."""
+    import math
+
+    text = "".join(t for t, _ in tokens)
+    at = text.lower().rfind(ANSWER_OPEN)
+    if at < 0:
+        return {}, "no confidences: the model wrote no answer"
+    start, end = at + len(ANSWER_OPEN), 0
+    for token, alternatives in tokens:
+        begin, end = end, end + len(token)
+        if end <= start or not token[max(0, start - begin):].strip():
+            continue  # still the tag, or whitespace before the label
+        tag_part = token[:max(0, start - begin)]  # a token may join the tag's end to the label
+        mass = dict.fromkeys(LABEL_SPELLINGS, 0.0)
+        for alt, logprob in alternatives:
+            if not alt.startswith(tag_part):
+                continue
+            begun = alt[len(tag_part):].lstrip().lower()
+            owners = {label for label, spellings in LABEL_SPELLINGS.items()
+                      if begun and any(s.startswith(begun) or begun.startswith(s) for s in spellings)}
+            if len(owners) == 1:  # a token shared by two labels ("s": sad, surprise) says neither
+                mass[owners.pop()] += math.exp(logprob)
+        total = sum(mass.values())
+        if total <= 0:
+            return {}, "no confidences: no label among the backend's likeliest first tokens"
+        return {label: m / total for label, m in mass.items()}, LOGPROB_NOTE
+    return {}, "no confidences: the answer is empty"
 
 
 def _wav_base64(clip: Clip) -> str:

@@ -9,7 +9,11 @@ It speaks the protocol the ecosystem speaks (OpenAI's chat completions, which vL
   {"type": "input_audio", "input_audio": {"data": BASE64, "format": "wav" | "mp3" | ...}} or
   {"type": "audio_url", "audio_url": {"url": "data:audio/...;base64,..."}} (data URLs only: the
   server fetches nothing). `stream: true` sends `chat.completion.chunk` server-sent events, then
-  `data: [DONE]`. `max_tokens` (or `max_completion_tokens`), `temperature`, `top_p`, `seed`.
+  `data: [DONE]`. `max_tokens` (or `max_completion_tokens`), `temperature`, `top_p`, `seed`,
+  `logprobs` / `top_logprobs` (0-20): each content token's log-probability under the model's
+  raw logits, as OpenAI lays them out (`choices[0].logprobs.content`: token, logprob, bytes,
+  top_logprobs). They are computed when the answer ends (engine.reasoning.logprobs), so a
+  stream sends them all in its closing chunk, not with each text chunk.
   Without a system message or a question, the released model's prompt is used byte for byte;
   with them, they replace its system prompt or question. The answer's nine confidences come
   back in an extension field, `emotion` (on the last chunk when streaming).
@@ -20,7 +24,7 @@ It speaks the protocol the ecosystem speaks (OpenAI's chat completions, which vL
 Limits, each refusal a JSON error with its HTTP status: loopback only unless an API key is set
 (401 without it), bodies over `--max-body-mb` (413), clips the engine refuses (400: empty, too
 long, not audio ...), text over 4000 characters or holding special tokens (400), fields it does
-not implement (`logprobs`, `stop`, `tools`, `n` > 1 ...: 400, never silently ignored), more
+not implement (`stop`, `tools`, `n` > 1 ...: 400, never silently ignored), more
 than `--max-streams` requests at once (429, taken before the body is read), an unexpected
 failure (500, a JSON error, the traceback only in the log). A request running over
 `--timeout-s` is ended (its text so far is sent, `finish_reason` "length", `stop_detail`
@@ -165,8 +169,9 @@ class _Slot:
 def _chat_run(reasoner, body: dict, settings: ServeSettings) -> _Run:
     """Everything that can be refused, done before an answer starts (off the event loop)."""
     _refuse_unsupported(body)
+    top = _top_logprobs(body)
     clip, messages = _clip_and_messages(body, settings)
-    return _Run(reasoner, clip, messages, _options(body), settings.timeout_s)
+    return _Run(reasoner, clip, messages, _options(body), settings.timeout_s, top)
 
 
 async def _watching(request, run: _Run, run_in_threadpool) -> str:
@@ -186,12 +191,14 @@ class _Run:
     Its prompt and audio features are built at once (a prompt the processor refuses is a 400
     before any answer starts)."""
 
-    def __init__(self, reasoner, clip, messages, options, timeout_s: float) -> None:
+    def __init__(self, reasoner, clip, messages, options, timeout_s: float,
+                 top_logprobs: int | None = None) -> None:
         self.reasoner, self.timeout_s, self.stop = reasoner, timeout_s, threading.Event()
         self.answer = self.done = None
         self.timed_out = False
         try:
-            self.request = reasoner.prepare(clip, options, stop=self.stop, messages=messages)
+            self.request = reasoner.prepare(clip, options, stop=self.stop, messages=messages,
+                                            logprobs=top_logprobs)
         except ValueError as exc:
             raise ApiError(400, f"the prompt cannot be built: {exc}") from None
 
@@ -238,6 +245,28 @@ class _Run:
         return None if a is None else {"label": a.label, "scored_label": a.scored_label,
                                        "scores": a.scores, "format_ok": a.format_ok}
 
+    def logprobs(self) -> dict[str, Any] | None:
+        """OpenAI's `logprobs` object for the content tokens (special tokens, which the text
+        leaves out, are left out here too); None when not asked for."""
+        if self.request.top_logprobs is None:
+            return None
+        from engine.reasoning.logprobs import token_bytes
+
+        tokenizer = self.reasoner.tokenizer
+        special = set(tokenizer.all_special_ids)
+        kept = [t for t in (self.done.logprobs if self.done else ()) if t.token_id not in special]
+        ids = sorted({t.token_id for t in kept} | {i for t in kept for i, _ in t.top})
+        spelled = dict(zip(ids, token_bytes(tokenizer, ids)))
+
+        def entry(token_id: int, logprob: float) -> dict[str, Any]:
+            raw = spelled[token_id]
+            return {"token": raw.decode("utf-8", errors="replace"), "logprob": logprob,
+                    "bytes": list(raw)}
+
+        return {"content": [{**entry(t.token_id, t.logprob),
+                             "top_logprobs": [entry(i, lp) for i, lp in t.top]} for t in kept],
+                "refusal": None}
+
     def usage(self) -> dict[str, int]:
         d = self.done
         prompt = d.prompt_tokens if d else 0
@@ -250,7 +279,7 @@ def _completion(run: _Run, text: str, model: str) -> dict[str, Any]:
     return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
             "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": run.finish_reason}],
+                         "logprobs": run.logprobs(), "finish_reason": run.finish_reason}],
             "usage": run.usage(), "emotion": run.emotion(), "stop_detail": run.stop_detail}
 
 
@@ -259,16 +288,17 @@ def _sse(run: _Run, model: str, slot: _Slot):
     thread, and closes it when the client goes away, which ends the generation)."""
     ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
-    def chunk(delta: dict, finish: str | None = None, **extra) -> str:
+    def chunk(delta: dict, finish: str | None = None, logprobs: dict | None = None, **extra) -> str:
         body = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+                "choices": [{"index": 0, "delta": delta, "logprobs": logprobs,
+                             "finish_reason": finish}], **extra}
         return f"data: {json.dumps(body)}\n\n"
 
     try:
         yield chunk({"role": "assistant", "content": ""})
         for text in run.chunks():
             yield chunk({"content": text})
-        yield chunk({}, run.finish_reason, usage=run.usage(), emotion=run.emotion(),
+        yield chunk({}, run.finish_reason, run.logprobs(), usage=run.usage(), emotion=run.emotion(),
                     stop_detail=run.stop_detail)
         yield "data: [DONE]\n\n"
     except Exception as exc:  # noqa: BLE001 - the stream has begun: the error goes in it
@@ -403,12 +433,27 @@ def _load_clip(part: dict, settings: ServeSettings):
 
 def _refuse_unsupported(body: dict) -> None:
     """Fields this server would otherwise ignore, misleading the client: refused by name."""
-    for key in ("logprobs", "top_logprobs", "stop", "tools", "tool_choice", "functions",
-                "response_format"):
+    for key in ("stop", "tools", "tool_choice", "functions", "response_format"):
         if body.get(key):
             raise ApiError(400, f"{key} is not supported by this server")
     if body.get("n") not in (None, 1):
         raise ApiError(400, "n must be 1: one answer per request")
+
+
+def _top_logprobs(body: dict) -> int | None:
+    """How many alternatives per token to return (None: no log-probabilities), as OpenAI
+    reads the two fields: `top_logprobs` only together with `logprobs: true`."""
+    from engine.reasoning.logprobs import MAX_TOP
+
+    wanted, top = body.get("logprobs"), body.get("top_logprobs")
+    if wanted not in (None, True, False):
+        raise ApiError(400, f"logprobs must be true or false; got {wanted!r}")
+    if top is not None:
+        if not isinstance(top, int) or isinstance(top, bool) or not 0 <= top <= MAX_TOP:
+            raise ApiError(400, f"top_logprobs must be a whole number from 0 to {MAX_TOP}; got {top!r}")
+        if not wanted:
+            raise ApiError(400, "top_logprobs needs logprobs: true")
+    return (top or 0) if wanted else None
 
 
 def _options(body: dict):

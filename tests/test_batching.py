@@ -231,3 +231,28 @@ def test_why_a_row_ended_is_decided_when_it_ends(batching):
     done = list(batching.events(request))[-1]
     batching.release(request)
     assert done.stop_reason == "length" and done.n_tokens == 8
+
+
+def test_rows_of_a_batch_get_their_own_token_logprobs(batching, solo):
+    """Log-probabilities asked by one row of a batch: one per token of its own, the greedy token
+    the best of its alternatives (in bf16 within rounding: the teacher-forced forward and the
+    decode steps round differently; tests/test_serve.py checks equality in fp32); the row that
+    did not ask gets none."""
+    blocker, blocker_events = hold_the_model(batching)
+    (f0a, sa), (f0b, sb) = CLIPS[:2]
+    asking = batching.submit(clip_of(f0a, sa), max_new_tokens=40, score=False, logprobs=3)
+    silent = batching.submit(clip_of(f0b, sb), max_new_tokens=40, score=False)
+    batching.release(blocker)
+    list(blocker_events)
+    done = [list(batching.events(r))[-1] for r in (asking, silent)]
+    for r in (asking, silent):
+        batching.release(r)
+    assert done[0].batch == 2 and done[0].token_ids == solo[f0a, sa]
+    got = done[0].logprobs
+    assert [t.token_id for t in got] == list(done[0].token_ids)
+    assert all(len(t.top) == 3 and t.logprob >= t.top[0][1] - 0.1 and t.top[0][1] >= t.top[1][1] >= t.top[2][1]
+               for t in got)
+    assert sum(t.top[0][0] == t.token_id for t in got) >= 0.8 * len(got)
+    assert done[1].logprobs == ()
+    with pytest.raises(ValueError, match="0 to 20"):
+        batching.submit(clip_of(f0a, sa), logprobs=21)

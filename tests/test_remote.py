@@ -3,6 +3,7 @@ with the tiny model, a real server on loopback); prosody and the claim check sta
 
 import http.server
 import json
+import math
 import subprocess
 import sys
 import threading
@@ -119,3 +120,55 @@ def test_remote_text_equals_the_local_engines(openai_backend, clip_file, tiny_mo
                   if isinstance(e, Answer))
     assert remote.think == local.think and remote.raw == local.raw
     assert remote.scores == pytest.approx(local.scores, abs=1e-5)
+
+
+def test_confidences_from_log_probabilities_when_the_server_has_no_extension(openai_backend, clip_file):
+    """As against vLLM: the stream asks for log-probabilities; the tiny model writes no answer,
+    so there are none to read, and the Answer says exactly that (not "none sent")."""
+    from engine.audio import load_audio
+    from engine.reasoning.reasoner import Answer
+    from engine.remote import RemoteReasoner
+
+    remote = RemoteReasoner(openai_backend, confidences="logprobs")
+    assert remote.check() == "tiny" and remote.extension is False
+    answer = next(e for e in remote.stream(load_audio(clip_file), max_new_tokens=16) if isinstance(e, Answer))
+    assert answer.scores == {} and answer.scores_note == "no confidences: the model wrote no answer"
+    auto = RemoteReasoner(openai_backend)
+    auto.check()
+    assert auto.extension is True  # engine.serve is recognised by its owner
+
+
+def alternatives(**logprobs):
+    return list(logprobs.items())
+
+
+@pytest.mark.parametrize("tokens, expected", [
+    # one token per label, the tag in three: "s" starts two labels and says neither
+    ([("<think>", []), ("loud", []), ("</think>", []), ("<", []), ("answer", []), (">", []),
+      ("angry", [("angry", -0.1), ("happy", -2.0), ("s", -1.0), ("neutral", -3.0)]), ("</answer>", [])],
+     {"angry": math.exp(-0.1), "happy": math.exp(-2.0), "neutral": math.exp(-3.0)}),
+    # a space token first, then the label with its own leading space; disgust counts for contempt
+    ([("<answer>", []), (" ", [(" ", -0.01)]),
+      (" disgust", [(" disgust", -0.5), (" contempt", -1.5), (" fear", -1.0), ("sur", -2.0)])],
+     {"contempt": math.exp(-0.5) + math.exp(-1.5), "fear": math.exp(-1.0), "surprise": math.exp(-2.0)}),
+    # a token that joins the tag's end to the label: alternatives without that end are not labels
+    ([("<answer", []), (">ha", [(">ha", -0.2), (">ne", -1.2), ("ha", -0.5), (">c", -2.0)]), ("ppy", [])],
+     {"happy": math.exp(-0.2), "neutral": math.exp(-1.2)}),
+])
+def test_first_token_scores_read_the_answers_first_token(tokens, expected):
+    from engine.reasoning.prompts import LABELS
+    from engine.remote import LOGPROB_NOTE, first_token_scores
+
+    scores, note = first_token_scores(tokens)
+    total = sum(expected.values())
+    assert note == LOGPROB_NOTE and set(scores) == set(LABELS)
+    assert scores == pytest.approx({label: expected.get(label, 0.0) / total for label in LABELS})
+
+
+def test_first_token_scores_say_why_there_are_none():
+    from engine.remote import first_token_scores
+
+    assert first_token_scores([("I think it is angry", [])]) == ({}, "no confidences: the model wrote no answer")
+    assert first_token_scores([("<answer>", []), ("s", [("s", -0.1), ("c", -0.3)])])[1] == \
+        "no confidences: no label among the backend's likeliest first tokens"
+    assert first_token_scores([("<answer>", []), ("  ", [])])[1] == "no confidences: the answer is empty"

@@ -79,6 +79,46 @@ def test_the_openai_client_streams_what_the_engine_writes(server, wav_b64, tmp_p
     assert chunks[-1].usage.completion_tokens == 24
 
 
+def test_logprobs_are_the_models_own_streamed_or_whole(server, wav_b64, tmp_path):
+    """Each content token's log-probability equals generate's own raw logits' (fp32), the greedy
+    token is the best alternative, and the tokens' bytes make the text."""
+    import torch
+
+    from engine.audio import load_audio
+
+    url, reasoner = server
+    b64, samples = wav_b64
+    ask = dict(model="tiny", max_tokens=12, temperature=0, logprobs=True, top_logprobs=5,
+               messages=[{"role": "user", "content": [audio_part(b64)]}])
+    chunks = list(client(url).chat.completions.create(stream=True, **ask))
+    streamed = [t for c in chunks if c.choices and c.choices[0].logprobs
+                for t in c.choices[0].logprobs.content]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks)
+    whole = client(url).chat.completions.create(**ask).choices[0]
+    assert whole.message.content == text
+    assert [(t.token, t.logprob) for t in whole.logprobs.content] == [(t.token, t.logprob) for t in streamed]
+
+    path = tmp_path / "clip.wav"
+    sf.write(path, samples, 16000, format="WAV", subtype="PCM_16")
+    inputs = reasoner.inputs(load_audio(path))
+    with reasoner.scheduler.model_lock:
+        out = reasoner.model.generate(**inputs, max_new_tokens=12, do_sample=False, output_logits=True,
+                                      return_dict_in_generate=True)
+    special = set(reasoner.tokenizer.all_special_ids)
+    generated = out.sequences[0, inputs["input_ids"].shape[1]:].tolist()
+    reference = [(token, torch.log_softmax(logits[0].float(), -1)) for token, logits
+                 in zip(generated, out.logits) if token not in special]
+    assert len(streamed) == len(reference) > 3
+    assert b"".join(bytes(t.bytes) for t in streamed).decode(errors="replace") == text
+    for got, (token, logp) in zip(streamed, reference):
+        assert got.logprob == pytest.approx(float(logp[token]), abs=1e-4)
+        best = torch.topk(logp, 5)
+        assert [a.logprob for a in got.top_logprobs] == pytest.approx(best.values.tolist(), abs=1e-4)
+        assert got.top_logprobs[0].token == got.token  # greedy wrote the best token
+    plain = client(url).chat.completions.create(**{**ask, "logprobs": None, "top_logprobs": None})
+    assert plain.choices[0].logprobs is None
+
+
 def test_a_data_url_and_a_whole_answer(server, wav_b64):
     url, _ = server
     b64, _ = wav_b64
@@ -164,7 +204,10 @@ def test_bad_requests_get_their_status_and_the_next_good_one_is_served(server, w
         "too big": (body([audio_part("A" * 2_000_000)]), KEY, 413, "the limit is 1 MB"),
         "wrong key": (body([audio_part(b64)]), "nope", 401, "API key"),
         "no key": (body([audio_part(b64)]), None, 401, "API key"),
-        "logprobs": (body([audio_part(b64)], logprobs=True), KEY, 400, "logprobs"),
+        "too many alternatives": (body([audio_part(b64)], logprobs=True, top_logprobs=21), KEY, 400,
+                                  "top_logprobs must be a whole number from 0 to 20"),
+        "alternatives alone": (body([audio_part(b64)], top_logprobs=3), KEY, 400, "needs logprobs: true"),
+        "logprobs not a flag": (body([audio_part(b64)], logprobs="yes"), KEY, 400, "true or false"),
         "not JSON": (b"{nope", KEY, 400, "not JSON"),
     }
     for name, (data, key, status, words) in cases.items():

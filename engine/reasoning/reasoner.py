@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.audio import SAMPLE_RATE_HZ, Clip
 from engine.reasoning.decoder import Decoder
+from engine.reasoning.logprobs import MAX_TOP, TokenLogprob
 from engine.reasoning.options import GenerationOptions
 from engine.reasoning.parse import StreamParser
 from engine.reasoning.prompts import build_messages
@@ -67,6 +68,8 @@ class Answer:
     forced: bool  # scores computed after appending the answer tag (no answer was generated)
     format_ok: bool  # the output was exactly <think>...</think><answer>...</answer>
     think: str  # the whole reasoning
+    scores_note: str = ""  # where `scores` came from when not the engine's own label scoring, or
+    #   why there are none (a remote backend: engine.remote)
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class Done:
     batch: int = 1  # requests that shared this one's batch (itself included)
     queued_s: float = 0.0  # of ttft_s, seconds spent waiting in line
     stalled_s: float = 0.0  # decoding time lost to stalls (process stopped or starved): not in tok_per_s
+    logprobs: tuple[TokenLogprob, ...] = ()  # one per generated token, with `logprobs=` asked (else empty)
 
 
 ReasoningEvent = TextDelta | Answer | Done  # what Reasoner.stream yields
@@ -141,15 +145,19 @@ class Reasoner:
     def stream(self, clip: Clip, options: GenerationOptions | None = None, *,
                stop: threading.Event | None = None, score: bool = True,
                wait_s: float | None = None, queued: bool = False, raw: bool = False,
-               messages: list[dict] | None = None, **fields: Any) -> Iterator[Queued | ReasoningEvent]:
+               messages: list[dict] | None = None, logprobs: int | None = None,
+               **fields: Any) -> Iterator[Queued | ReasoningEvent]:
         """Yield TextDelta events as the model writes, then an Answer, then Done (and first,
         with `queued`, Queued(position) while waiting in line). `options` (default: greedy,
         2048 tokens) says how to generate; keyword `fields` override single options
         (`stream(clip, max_new_tokens=256)`). `raw`: the text as written, tags and all, as
         TextDelta("raw", ...), instead of think / answer segments. `messages`: another
         conversation than the released one (a system prompt, a question; one audio part).
-        See the module docstring for stopping and concurrency."""
-        request = self.submit(clip, options, stop=stop, score=score, messages=messages, **fields)
+        `logprobs`: Done.logprobs holds each token's log-probability and this many (0-20) best
+        alternatives (engine.reasoning.logprobs). See the module docstring for stopping and
+        concurrency."""
+        request = self.submit(clip, options, stop=stop, score=score, messages=messages,
+                              logprobs=logprobs, **fields)
         try:
             yield from self.events(request, wait_s=wait_s, queued=queued, raw=raw)
         finally:
@@ -157,24 +165,29 @@ class Reasoner:
 
     def submit(self, clip: Clip, options: GenerationOptions | None = None, *,
                stop: threading.Event | None = None, score: bool = True,
-               messages: list[dict] | None = None, **fields: Any) -> Request:
+               messages: list[dict] | None = None, logprobs: int | None = None,
+               **fields: Any) -> Request:
         """Join the line now; `events(request)` then streams it, and `release(request)` must
         follow (stream() does all three)."""
-        request = self.prepare(clip, options, stop=stop, score=score, messages=messages, **fields)
+        request = self.prepare(clip, options, stop=stop, score=score, messages=messages,
+                               logprobs=logprobs, **fields)
         self.enqueue(request)
         return request
 
     def prepare(self, clip: Clip, options: GenerationOptions | None = None, *,
                 stop: threading.Event | None = None, score: bool = True,
-                messages: list[dict] | None = None, **fields: Any) -> Request:
+                messages: list[dict] | None = None, logprobs: int | None = None,
+                **fields: Any) -> Request:
         """A request with its audio features computed, not yet in line: for callers that join
         in one step with a check of their own (the app's bounded line), via `enqueue`."""
+        if logprobs is not None and not 0 <= logprobs <= MAX_TOP:
+            raise ValueError(f"logprobs asks for 0 to {MAX_TOP} alternatives per token; got {logprobs}")
         options = replace(options or GenerationOptions(), **fields)
         t_call = time.perf_counter()  # the time to first token counts the audio features too
         prompt = None if messages is None else self.processor.apply_chat_template(
             messages, add_generation_prompt=True, tokenize=False)
         return Request(self.inputs(clip, prompt), clip.samples, options, stop, score,
-                       t_call=t_call, prompt=prompt)
+                       t_call=t_call, prompt=prompt, top_logprobs=logprobs)
 
     def enqueue(self, request: Request) -> None:
         """Put a prepared request in line."""
@@ -238,7 +251,8 @@ class Reasoner:
                    prompt_tokens=int(inputs["input_ids"].shape[1]), audio_tokens=audio_tokens,
                    score_s=finished.score_s, token_ids=tuple(ids), decoder=finished.path,
                    compile_s=finished.compile_s, batch=finished.batch,
-                   queued_s=request.t_admitted - request.t_submit, stalled_s=stalled_s)
+                   queued_s=request.t_admitted - request.t_submit, stalled_s=stalled_s,
+                   logprobs=finished.logprobs)
 
     def warmup(self, seconds: float = 1.0, max_new_tokens: int = 4,
                budgets: tuple[int, ...] = ()) -> float:

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from engine.reasoning.decoder import BATCH_SIZES, Decoder, Row
+from engine.reasoning.logprobs import TokenLogprob, token_logprobs
 from engine.reasoning.options import GenerationOptions, eos_ids
 from engine.reasoning.scores import LabelScores, score_labels
 
@@ -51,6 +52,7 @@ class Finished:
     scores: LabelScores | None  # the nine label scores (None when not asked for, or on error)
     score_s: float  # seconds spent scoring
     error: BaseException | None = None  # what went wrong inside, if anything
+    logprobs: tuple[TokenLogprob, ...] = ()  # per generated token, when the request asked
 
 
 @dataclass(eq=False)
@@ -75,6 +77,8 @@ class Request:
     finished: bool = False  # its Finished was sent
     prompt: str | None = None  # its own prompt text (None: the scheduler's, the released one)
     stop_reason: str | None = None  # "eos", "length" or "stopped", decided when it ended
+    top_logprobs: int | None = None  # compute each token's log-probability and this many
+    #   alternatives when it ends (engine.reasoning.logprobs); None: none
 
     def made(self, n: int) -> None:
         """`n` tokens were just chosen: note when."""
@@ -261,14 +265,19 @@ class Scheduler:
         """A row ended: score it (a failure here is its own, not its batch's) and tell its caller."""
         t0 = time.perf_counter()
         scores, error = None, None
-        if request.score and not request.cancel.is_set():  # nobody waits for a cancelled one
-            text = self.tokenizer.decode(request.tokens, skip_special_tokens=True)
-            try:
+        logprobs: list[TokenLogprob] = []
+        wanted = not request.cancel.is_set()  # nobody waits for a cancelled one
+        try:
+            if request.score and wanted:
+                text = self.tokenizer.decode(request.tokens, skip_special_tokens=True)
                 scores = score_labels(self.model, request.inputs, text, self.tokenizer)
-            except Exception as exc:  # noqa: BLE001 - this caller hears of it; the batch goes on
-                logger.exception("scoring the labels failed")
-                error = exc
-        self._deliver(request, Finished(path, batch, compile_s, scores, time.perf_counter() - t0, error))
+            if request.top_logprobs is not None and wanted:
+                logprobs = token_logprobs(self.model, request.inputs, request.tokens, request.top_logprobs)
+        except Exception as exc:  # noqa: BLE001 - this caller hears of it; the batch goes on
+            logger.exception("scoring the labels or the tokens failed")
+            error = exc
+        self._deliver(request, Finished(path, batch, compile_s, scores, time.perf_counter() - t0, error,
+                                        tuple(logprobs)))
 
     @staticmethod
     def _deliver(request: Request, finished: Finished) -> None:
