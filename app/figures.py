@@ -4,7 +4,7 @@
   intonation and pitch range annotated, intensity on its own axis below, pauses shaded.
 - `overlay_figure`: several clips' pitch contours on one axis (real or normalised time), for the
   prosody lab and the compare view.
-- `live_figure`: the pitch of the last few seconds, for the microphone tuner.
+- `live_figure`: pitch and intensity growing across the plot while the microphone records.
 Every trace carries the measured values (no smoothing beyond Praat's), so the figure is data.
 """
 
@@ -114,19 +114,28 @@ def placeholder_figure() -> go.Figure:
                                          "x": 1.5, "y": 225, "font": {"size": 14, "color": "#888"}}]})
 
 
-def live_figure(times_s: np.ndarray, f0_hz: np.ndarray) -> go.Figure:
-    """The tuner: pitch over the last seconds of the microphone (prosody only, no emotion)."""
+def live_figure(times_s: np.ndarray, f0_hz: np.ndarray, level_dbfs: np.ndarray,
+                window_s: float) -> go.Figure:
+    """While recording: the pitch growing across the plot, intensity below, over `window_s`
+    seconds, then scrolling (prosody only: the emotion needs the whole take)."""
     voiced = f0_hz[np.isfinite(f0_hz)]
-    now = f"{voiced[-1]:.0f} Hz" if voiced.size else "no voice"
+    now = f"{voiced[-1]:.0f} Hz" if voiced.size else "no voice yet"
+    end = float(times_s[-1]) if len(times_s) else 0.0
+    span = [max(0.0, end - window_s), max(window_s, end)]
     data = [{"type": "scatter", "x": times_s, "y": _gaps(f0_hz), "mode": "lines+markers",
              "line": {"color": PITCH_COLOUR, "width": 3}, "marker": {"size": 4},
-             "connectgaps": False, "name": "pitch"}]
-    return _figure(data, {"title": {"text": f"live pitch: {now} (prosody only: the emotion needs "
-                                            "the whole clip)"},
-                          "height": 260,
-                          "margin": {"l": 50, "r": 20, "t": 40, "b": 30},
-                          "xaxis": {"title": {"text": "time (s)"}},
-                          "yaxis": {"title": {"text": "Hz"}, "range": [50, 450]}})
+             "connectgaps": False, "name": "pitch", "xaxis": "x", "yaxis": "y"},
+            {"type": "scatter", "x": times_s, "y": level_dbfs, "mode": "lines", "name": "intensity",
+             "line": {"color": INTENSITY_COLOUR, "width": 1.5}, "xaxis": "x", "yaxis": "y2"}]
+    return _figure(data, {"title": {"text": f"recording: {now} · the full analysis appears when you stop",
+                                    "font": {"size": 15}},
+                          "height": 430, "margin": {"l": 60, "r": 20, "t": 50, "b": 40},
+                          "showlegend": False, "uirevision": "live",
+                          "xaxis": {"anchor": "y2", "title": {"text": "time (s)"}, "range": span},
+                          "yaxis": {"domain": [0.36, 1.0], "anchor": "x", "range": [50, 450],
+                                    "title": {"text": "pitch (Hz)"}},
+                          "yaxis2": {"domain": [0.0, 0.28], "anchor": "x", "range": [-80, 0],
+                                     "title": {"text": "level (dBFS)"}}})
 
 
 def _figure(data: list[dict], layout: dict) -> go.Figure:

@@ -21,7 +21,7 @@ from engine.reasoning.options import MAX_SEED, GenerationOptions
 from engine.reasoning.reasoner import Answer, Done, GenerationError, TextDelta
 
 STREAM_EVERY_S = 0.05  # coalesce token updates: ~20 screen updates a second
-LIVE_WINDOW_S = 4.0  # the tuner shows the last seconds of the microphone
+LIVE_WINDOW_S = 8.0  # while recording, the main plot spans this many seconds, then scrolls
 ZEROGPU_SECONDS = 180  # GPU time asked of ZeroGPU per reasoning request
 MAX_API_TOKENS = 8192  # the most tokens one request may ask for (the page offers up to 4096)
 VIEWS = ("waveform", "spectrogram")  # what the pitch is drawn over
@@ -91,28 +91,47 @@ class Handlers:
                        f"{lowered_db:.1f} dB to fit (a gain of {gain_db - lowered_db:+.1f} dB).")
         return (changed.sample_rate_hz, pcm), fig
 
-    def live_pitch(self, state, chunk):
-        """The tuner: append a microphone chunk and redraw the last seconds' pitch."""
+    def prosody_unless_recording(self, audio_path, unit="Hz", voice="auto", view="waveform", take=None):
+        """The clip changed: analyse it, unless it is a microphone chunk of a take in progress
+        (a streaming microphone changes the clip's value every chunk; the live trace draws then)."""
+        if take is not None:
+            return gr.skip(), gr.skip(), gr.skip()
+        return self.prosody(audio_path, unit, voice, view)
+
+    @staticmethod
+    def live_start():
+        """Recording began: an empty take (its presence marks the chunks as a take in progress)
+        and empty live axes."""
+        empty = np.zeros(0)
+        return np.zeros(0, np.float32), figures.live_figure(empty, empty, empty, LIVE_WINDOW_S)
+
+    def live_trace(self, take, chunk):
+        """A microphone chunk: append it to the take, and redraw the pitch and intensity of the
+        last LIVE_WINDOW_S seconds across the main plot."""
+        from engine.prosody.analysis import frame_levels
         from engine.prosody.pitch import frame_times, track_pitch
 
         if chunk is None:
-            return gr.skip(), state
-        sr, data = chunk
-        x = from_array(np.asarray(data), int(sr), min_seconds=0.0, max_seconds=self.max_seconds).samples
-        kept = np.concatenate([state, x]) if state is not None else x
+            return gr.skip(), take
+        x = _chunk_samples(chunk, self.max_seconds)
+        kept = np.concatenate([take, x]) if take is not None else x
         kept = kept[-int(self.max_seconds * SAMPLE_RATE_HZ):]
         window = kept[-int(LIVE_WINDOW_S * SAMPLE_RATE_HZ):]
         times = frame_times(len(window) / SAMPLE_RATE_HZ)
         f0 = track_pitch(window, SAMPLE_RATE_HZ, times).f0_hz
+        level_db = frame_levels(window, SAMPLE_RATE_HZ, times)
         offset = (len(kept) - len(window)) / SAMPLE_RATE_HZ
-        return figures.live_figure(times + offset, f0), kept
+        return figures.live_figure(times + offset, f0, level_db, LIVE_WINDOW_S), kept
 
     @staticmethod
-    def live_done(state):
-        """Recording stopped: the whole take becomes the clip to analyse."""
-        if state is None or len(state) < MIN_SECONDS * SAMPLE_RATE_HZ:
-            return gr.skip(), None
-        return (SAMPLE_RATE_HZ, to_pcm16(state)[0]), None  # at its level: floats get normalised
+    def live_done(take):
+        """Recording stopped: the whole take becomes the clip, whose change event then draws the
+        full analysis over the live trace."""
+        if take is None or len(take) < MIN_SECONDS * SAMPLE_RATE_HZ:
+            if take is not None:
+                gr.Warning(f"The recording is shorter than {MIN_SECONDS} s: nothing to analyse.")
+            return None, None
+        return (SAMPLE_RATE_HZ, to_pcm16(take)[0]), None  # at its level: floats get normalised
 
     # --- the model ------------------------------------------------------------------------
 
@@ -208,6 +227,18 @@ def _number(value, name: str, low: float, high: float) -> float:
     if not (math.isfinite(number) and low <= number <= high):
         raise gr.Error(f"The {name} must be a number from {low:g} to {high:g}; got {value!r}.")
     return number
+
+
+def _chunk_samples(chunk, max_seconds: float) -> np.ndarray:
+    """A microphone chunk as 16 kHz float samples: a file path (a streaming clip input of type
+    filepath) or (sample rate, array)."""
+    if isinstance(chunk, (str, bytes)) or hasattr(chunk, "__fspath__"):
+        import soundfile as sf
+
+        data, sr = sf.read(chunk, dtype="float32", always_2d=False)
+    else:
+        sr, data = chunk
+    return from_array(np.asarray(data), int(sr), min_seconds=0.0, max_seconds=max_seconds).samples
 
 
 def _whole(value, name: str, low: int, high: int) -> int:

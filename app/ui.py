@@ -24,6 +24,7 @@ from engine.guard import LoopbackGuard, is_loopback
 from engine.prosody.levels import VOICE_TYPES
 from engine.reasoning.prompts import LABELS
 
+LIVE_EVERY_S = 0.3  # the microphone's chunks, and so the live plot's updates: ~3 a second
 REASON_TOKENS = 1024  # the page's default token budget: its decode step is compiled at warm-up
 TITLE = "EmotionThinker, explained: how it was said, and what the model makes of it"
 INTRO = ("Speak or upload a clip. The plot shows **how** it was said — pitch and loudness as "
@@ -47,8 +48,10 @@ def build(settings: Settings, service: ModelService) -> gr.Blocks:
         with gr.Tab("Analyse"):
             with gr.Row():
                 with gr.Column(scale=2):
-                    audio = gr.Audio(sources=["upload", "microphone"], type="filepath",
-                                     label="Speak or upload a clip", elem_id="clip")
+                    audio = gr.Audio(sources=["microphone", "upload"], type="filepath", streaming=True,
+                                     label="Speak (the pitch draws as you talk) or upload a clip",
+                                     elem_id="clip")
+                    take = gr.State(None)  # the microphone take in progress (None: not recording)
                     gr.Examples(example_paths(), inputs=audio, label="Examples (one sentence, "
                                 "said several ways: see assets/examples)")
                     with gr.Row():
@@ -60,11 +63,6 @@ def build(settings: Settings, service: ModelService) -> gr.Blocks:
                         temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05,
                                                 label="temperature (0 = greedy)")
                         seed = gr.Number(value=-1, precision=0, label="seed (-1 = random)")
-                    with gr.Accordion("Live pitch while you speak (prosody only)", open=False):
-                        live_mic = gr.Audio(sources=["microphone"], streaming=True,
-                                            label="Microphone (the take is analysed when you stop)")
-                        live_plot = gr.Plot(label="Live pitch")
-                        live_state = gr.State(None)
                 with gr.Column(scale=3):
                     with gr.Row():
                         unit = gr.Radio(["Hz", "st"], value="Hz", label="pitch unit", scale=0)
@@ -130,7 +128,14 @@ def build(settings: Settings, service: ModelService) -> gr.Blocks:
 
         # --- wiring ----------------------------------------------------------------------------
         prosody_io = dict(inputs=[audio, unit, voice, view], outputs=[plot, summary, measurements])
-        audio.change(h.prosody, api_name="prosody", queue=False, show_progress="hidden", **prosody_io)
+        audio.change(h.prosody_unless_recording, [audio, unit, voice, view, take],
+                     [plot, summary, measurements], api_name="prosody", queue=False,
+                     show_progress="hidden")
+        audio.start_recording(h.live_start, None, [take, plot], api_visibility="private", queue=False)
+        audio.stream(h.live_trace, [take, audio], [plot, take], stream_every=LIVE_EVERY_S,
+                     time_limit=int(settings.max_seconds), api_visibility="private",
+                     concurrency_limit=None, show_progress="hidden")
+        audio.stop_recording(h.live_done, take, [audio, take], api_visibility="private")
         unit.change(h.prosody, api_visibility="private", **prosody_io)
         view.change(h.prosody, api_visibility="private", **prosody_io)
         voice.change(h.prosody, api_visibility="private", **prosody_io)
@@ -140,10 +145,6 @@ def build(settings: Settings, service: ModelService) -> gr.Blocks:
             concurrency_limit=None)
         stop.click(h.stop, None, None, cancels=[reason_event], api_visibility="private", queue=False)
         export_btn.click(h.export, [audio, voice], exported, api_name="export")
-        live_mic.stream(h.live_pitch, [live_state, live_mic], [live_plot, live_state],
-                        stream_every=0.3, time_limit=int(settings.max_seconds),
-                        api_visibility="private", concurrency_limit=None)
-        live_mic.stop_recording(h.live_done, live_state, [audio, live_state], api_visibility="private")
         resynth.click(h.manipulate, [audio, shift, prange, tilt, tempo, gain], [lab_audio, lab_plot],
                       api_name="manipulate")
         lab_go.click(h.reason_changed, [lab_audio, *settings_in, audio, voice],

@@ -87,25 +87,41 @@ def test_stop_while_waiting_leaves_the_line(service, clip):
     assert list(service.reason(clip, threading.Event(), max_new_tokens=1, score=False))[-1].n_tokens == 1
 
 
-def test_live_pitch_traces_the_microphone_chunks():
+def test_the_live_trace_grows_across_the_main_plot_then_hands_over_the_take(tmp_path):
+    """Microphone chunks as the page's streaming clip input sends them (0.3 s WAV files at
+    48 kHz): the pitch and intensity grow across a fixed 8 s axis, then scroll; the clip's
+    change events are skipped meanwhile; Stop hands the whole take over at 16 kHz."""
     import numpy as np
     import plotly.io as pio
+    import soundfile as sf
 
-    from app.handlers import Handlers
+    from app.handlers import LIVE_WINDOW_S, Handlers
 
     h = Handlers(ModelService("x", enabled=False), max_seconds=30)
-    x = synth.harmonic(220.0, 2.0, sr=48_000, syllable_hz=4.0)
-    state, fig = None, None
-    for start in range(0, len(x), 14_400):  # 0.3 s chunks of int16 at 48 kHz, as a browser sends
-        chunk = (48_000, (x[start:start + 14_400] * 32767).astype(np.int16))
-        fig, state = h.live_pitch(state, chunk)
-    assert len(state) == 32_000  # the take so far, at 16 kHz
-    trace = pio.from_json(fig.to_json()).data[0]
-    f0 = np.array([v for v in trace.y if v is not None], float)
-    assert f0.size > 50 and np.median(f0) == pytest.approx(220.0, rel=0.02)
-    assert "220 Hz" in fig.layout.title.text and "prosody only" in fig.layout.title.text
-    clip, cleared = h.live_done(state)
-    assert clip[0] == 16_000 and len(clip[1]) == 32_000 and cleared is None
+    x = synth.harmonic(220.0, 10.0, sr=48_000, syllable_hz=4.0)
+    take, fig = h.live_start()
+    assert take.size == 0 and fig.layout.xaxis.range == (0.0, LIVE_WINDOW_S)
+    points = []
+    for i, start in enumerate(range(0, len(x), 14_400)):
+        path = tmp_path / f"chunk{i}.wav"
+        sf.write(path, x[start:start + 14_400], 48_000, subtype="PCM_16")
+        skipped = h.prosody_unless_recording(str(path), "Hz", "auto", "waveform", take)
+        assert all(isinstance(u, dict) and u.get("__type__") == "update" for u in skipped)
+        fig, take = h.live_trace(take, str(path))
+        data = pio.from_json(fig.to_json()).data
+        points.append(sum(v is not None for v in data[0].y))
+        if i == 10:  # 3.3 s in: the axis has not moved yet
+            assert fig.layout.xaxis.range == (0.0, LIVE_WINDOW_S)
+    assert take.size == 160_000  # the take so far, at 16 kHz
+    assert points[10] > points[5] > points[0]  # it grows while the window fills
+    assert fig.layout.xaxis.range == pytest.approx((10.0 - LIVE_WINDOW_S, 10.0), abs=0.02)  # scrolled
+    f0 = np.array([v for v in data[0].y if v is not None], float)
+    assert np.median(f0) == pytest.approx(220.0, rel=0.02) and "220 Hz" in fig.layout.title.text
+    level = np.asarray(fig.data[1].y, float)
+    assert data[1].name == "intensity" and -30 < np.median(level) < 0
+    clip, cleared = h.live_done(take)
+    assert clip[0] == 16_000 and len(clip[1]) == 160_000 and cleared is None
+    assert h.live_done(np.zeros(100, np.float32)) == (None, None)  # too short: cleared, with a warning
 
 
 def test_the_stop_button_ends_this_sessions_generation_only(service, tmp_path):

@@ -20,23 +20,37 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def playwright():
+    """One Playwright for the module (a second one in the same thread is refused)."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (the README's test command does)")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 1500})
-        page.goto(server[0])
-        yield page
-        browser.close()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def page(server, playwright):
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1500})
+    page.goto(server[0])
+    yield page
+    browser.close()
+
+
+def upload(page, path, into="#clip"):
+    """Upload a file into an audio input whose first source is the microphone."""
+    files = page.locator(f"{into} input[type=file]")
+    if not files.count():
+        page.locator(f"{into} button[aria-label='Upload file']").click()
+    files.set_input_files(str(path))
 
 
 def test_upload_see_the_plot_then_the_streamed_answer(page, tmp_path, record_property):
     page.get_by_text("Model ready").wait_for(timeout=60_000)
     start = time.perf_counter()
-    page.locator("#clip input[type=file]").set_input_files(str(EXAMPLE))
+    upload(page, EXAMPLE)
     page.locator("#plot .js-plotly-plot").get_by_text("intonation").first.wait_for(timeout=30_000)
     upload_to_plot = time.perf_counter() - start
     record_property("upload_to_plot_s", upload_to_plot)
@@ -64,7 +78,7 @@ def test_upload_see_the_plot_then_the_streamed_answer(page, tmp_path, record_pro
 def test_the_voice_type_control_changes_the_summary(page):
     """The summary says which voice type it assumed; choosing one re-places the pitch at once."""
     page.reload()  # a fresh page: the clip input is empty again
-    page.locator("#clip input[type=file]").set_input_files(str(EXAMPLE.with_name("neutral.flac")))
+    upload(page, EXAMPLE.with_name("neutral.flac"))
     summary = page.locator("#summary")
     summary.get_by_text("voice type:").wait_for(timeout=30_000)
     page.locator("#voice").get_by_text("female", exact=True).click()
@@ -90,7 +104,7 @@ def test_a_ten_second_clip_over_its_spectrogram(page, tmp_path, record_property)
     page.reload()
     page.locator("#view").get_by_text("spectrogram", exact=True).click()
     start = time.perf_counter()
-    page.locator("#clip input[type=file]").set_input_files(str(path))
+    upload(page, path)
     page.locator("#plot .js-plotly-plot .heatmaplayer image, #plot .js-plotly-plot .hm").first.wait_for(
         state="attached", timeout=30_000)
     page.locator("#plot .js-plotly-plot").get_by_text("intonation").first.wait_for(timeout=30_000)
@@ -98,3 +112,42 @@ def test_a_ten_second_clip_over_its_spectrogram(page, tmp_path, record_property)
     record_property("spectrogram_upload_to_plot_s", seconds)
     print(f"\n10 s clip over its spectrogram, upload to plot: {seconds * 1000:.0f} ms")
     assert seconds < 5.0  # generous for a loaded CI machine; the number is printed
+
+
+def test_the_main_microphone_draws_live_then_the_analysis_replaces_it(server, playwright, tmp_path,
+                                                                      record_property):
+    """Chromium's fake microphone, fed with speech: while recording, the main plot's pitch trace
+    gains points; at Stop the full analysis and the summary replace it."""
+    import soundfile as sf
+
+    from engine.prosody import synth
+
+    x, sr = synth.espeak("We walked down to the harbour and watched the boats come in.")
+    speech = tmp_path / "speech.wav"  # Chromium loops it
+    sf.write(speech, x, sr, subtype="PCM_16")
+    points = ("() => { const p = document.querySelector('#plot .js-plotly-plot');"  # drawn points
+              " return p && p.calcdata && p.calcdata.length ? p.calcdata[0].length : 0 }")
+    title = "() => document.querySelector('#plot .js-plotly-plot .gtitle')?.textContent || ''"
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS + [
+        "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-audio-capture={speech}"])
+    try:
+        page = browser.new_context(permissions=["microphone"], viewport={"width": 1400, "height": 1500}).new_page()
+        page.goto(server[0])
+        page.locator("#clip button", has_text="Record").first.click()
+        page.wait_for_function(f"({points})() > 20", timeout=15_000)
+        first = page.evaluate(points)
+        assert page.evaluate(title).startswith("recording:")
+        page.wait_for_timeout(1500)
+        later = page.evaluate(points)
+        assert later > first  # the trace grows while the person speaks
+        page.locator("#clip button", has_text="Stop").first.click()
+        start = time.perf_counter()
+        page.locator("#summary").get_by_text("Pitch:").wait_for(timeout=30_000)
+        page.wait_for_function(f"({title})().includes('intonation')", timeout=30_000)
+        stop_to_analysis = time.perf_counter() - start
+        record_property("stop_to_analysis_s", stop_to_analysis)
+        print(f"\nlive trace {first} -> {later} points; Stop to full analysis: {stop_to_analysis * 1000:.0f} ms")
+        assert "recording" not in page.evaluate(title)
+    finally:
+        browser.close()
