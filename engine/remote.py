@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -66,6 +67,7 @@ class RemoteReasoner:
             raise ValueError(f"confidences must be auto, extension or logprobs; got {confidences!r}")
         self.url, self.model, self.confidences = url.rstrip("/"), model, confidences
         self.extension: bool | None = None  # the server sends the `emotion` extension
+        self.no_logprobs = False  # the server refused `logprobs` once: not asked again
         timeout = httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
         self.client = OpenAI(base_url=self.url, api_key=api_key or "none", max_retries=0,
                              timeout=timeout)
@@ -89,6 +91,17 @@ class RemoteReasoner:
                           (self.confidences == "auto" and owners.get(self.model) == OWNER))
         return self.model
 
+    def _create(self, ask: dict, **request):
+        """The streaming chat completion; a server that refuses `logprobs` is asked again
+        without them (its answers then come without confidences, and the note says why)."""
+        try:
+            return self.client.chat.completions.create(**request, **ask)
+        except Exception as exc:  # noqa: BLE001 - only a refusal of logprobs is retried
+            if not ask or not _refuses_logprobs(exc):
+                raise
+            self.no_logprobs = True
+            return self.client.chat.completions.create(**request)
+
     def stream(self, clip: Clip, options: GenerationOptions | None = None, *,
                stop: threading.Event | None = None, **fields) -> Iterator[TextDelta | Answer | Done]:
         """Reasoner.stream's events for `clip`, from the backend; keyword `fields` override
@@ -105,10 +118,10 @@ class RemoteReasoner:
         start = time.perf_counter()
         parser, first, usage, finish, emotion, n_chunks = StreamParser(), None, None, None, None, 0
         tokens: list[tuple[str, list[tuple[str, float]]]] = []  # (token, its alternatives)
-        ask = {} if self.extension else {"logprobs": True, "top_logprobs": TOP_LOGPROBS}
+        ask = {} if self.extension or self.no_logprobs else {"logprobs": True, "top_logprobs": TOP_LOGPROBS}
         try:
-            stream = self.client.chat.completions.create(
-                model=model, stream=True, max_tokens=options.max_new_tokens, **ask,
+            stream = self._create(
+                ask, model=model, stream=True, max_tokens=options.max_new_tokens,
                 temperature=options.temperature, top_p=options.top_p, seed=options.seed,
                 messages=[{"role": "system", "content": SYSTEM_PROMPT},  # explicit: vLLM would
                           {"role": "user", "content": [                      # use its own default
@@ -162,6 +175,14 @@ class RemoteReasoner:
                    decoder=f"remote {self.url}")
 
 
+_BEFORE_LABEL = " \t\n\"'*_`"  # what a model may write between <answer> and the label
+
+
+def _refuses_logprobs(exc: Exception) -> bool:
+    """A 400 that names log-probabilities: a server that does not offer them."""
+    return getattr(exc, "status_code", None) == 400 and "logprob" in _why(exc).lower()
+
+
 def first_token_scores(tokens: list[tuple[str, list[tuple[str, float]]]]) -> tuple[dict[str, float], str]:
     """(label -> probability, note) from a completion's log-probabilities: (token text, its
     alternatives as (text, logprob)) in order. Read at the answer's first token (after the last
@@ -170,20 +191,20 @@ def first_token_scores(tokens: list[tuple[str, list[tuple[str, float]]]]) -> tup
     import math
 
     text = "".join(t for t, _ in tokens)
-    at = text.lower().rfind(ANSWER_OPEN)
-    if at < 0:
+    found = list(re.finditer(re.escape(ANSWER_OPEN), text, re.IGNORECASE))
+    if not found:
         return {}, "no confidences: the model wrote no answer"
-    start, end = at + len(ANSWER_OPEN), 0
+    start, end = found[-1].end(), 0
     for token, alternatives in tokens:
         begin, end = end, end + len(token)
-        if end <= start or not token[max(0, start - begin):].strip():
-            continue  # still the tag, or whitespace before the label
+        if end <= start or not any(ch.isalnum() for ch in token[max(0, start - begin):]):
+            continue  # still the tag, or what a model puts before a label: space, quotes, "**"
         tag_part = token[:max(0, start - begin)]  # a token may join the tag's end to the label
         mass = dict.fromkeys(LABEL_SPELLINGS, 0.0)
         for alt, logprob in alternatives:
             if not alt.startswith(tag_part):
                 continue
-            begun = alt[len(tag_part):].lstrip().lower()
+            begun = alt[len(tag_part):].lstrip(_BEFORE_LABEL).lower()
             owners = {label for label, spellings in LABEL_SPELLINGS.items()
                       if begun and any(s.startswith(begun) or begun.startswith(s) for s in spellings)}
             if len(owners) == 1:  # a token shared by two labels ("s": sad, surprise) says neither

@@ -248,8 +248,8 @@ class _Run:
     def logprobs(self) -> dict[str, Any] | None:
         """OpenAI's `logprobs` object for the content tokens (special tokens, which the text
         leaves out, are left out here too); None when not asked for."""
-        if self.request.top_logprobs is None:
-            return None
+        if self.request.top_logprobs is None or (self.done is not None and self.done.logprobs_error):
+            return None  # asked for but failed: null, and `logprobs_error` says why
         from engine.reasoning.logprobs import token_bytes
 
         tokenizer = self.reasoner.tokenizer
@@ -267,6 +267,11 @@ class _Run:
                              "top_logprobs": [entry(i, lp) for i, lp in t.top]} for t in kept],
                 "refusal": None}
 
+    def logprobs_error(self) -> dict[str, str]:
+        """{"logprobs_error": why} when log-probabilities were asked for and failed, else {}."""
+        why = self.done.logprobs_error if self.done is not None else None
+        return {"logprobs_error": why} if why and self.request.top_logprobs is not None else {}
+
     def usage(self) -> dict[str, int]:
         d = self.done
         prompt = d.prompt_tokens if d else 0
@@ -280,7 +285,8 @@ def _completion(run: _Run, text: str, model: str) -> dict[str, Any]:
             "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                          "logprobs": run.logprobs(), "finish_reason": run.finish_reason}],
-            "usage": run.usage(), "emotion": run.emotion(), "stop_detail": run.stop_detail}
+            "usage": run.usage(), "emotion": run.emotion(), "stop_detail": run.stop_detail,
+            **run.logprobs_error()}
 
 
 def _sse(run: _Run, model: str, slot: _Slot):
@@ -299,7 +305,7 @@ def _sse(run: _Run, model: str, slot: _Slot):
         for text in run.chunks():
             yield chunk({"content": text})
         yield chunk({}, run.finish_reason, run.logprobs(), usage=run.usage(), emotion=run.emotion(),
-                    stop_detail=run.stop_detail)
+                    stop_detail=run.stop_detail, **run.logprobs_error())
         yield "data: [DONE]\n\n"
     except Exception as exc:  # noqa: BLE001 - the stream has begun: the error goes in it
         logger.exception("generation failed")

@@ -96,6 +96,61 @@ def test_a_backend_that_answers_garbage_is_refused_with_the_reason():
         server.shutdown()
 
 
+def test_a_backend_that_refuses_logprobs_is_asked_again_without(clip_file):
+    """A server that speaks the protocol but refuses `logprobs` with a 400 (as some do): the
+    request is made again without them, the answer arrives, and the note says why there are no
+    confidences. The server here writes a fixed answer: it stands in for a remote model, the
+    client is what is tested."""
+    from engine.audio import load_audio
+    from engine.reasoning.reasoner import Answer
+    from engine.remote import RemoteReasoner
+
+    asked = []
+
+    class NoLogprobs(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server API
+            self.reply(200, {"object": "list", "data": [{"id": "m", "object": "model", "owned_by": "someone"}]})
+
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            asked.append("logprobs" in body)
+            if "logprobs" in body:
+                return self.reply(400, {"error": {"message": "logprobs is not supported", "type": "x"}})
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            for text in ("<think>it is loud</think>", "<answer>angry</answer>"):
+                chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                         "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.write(b"data: [DONE]\n\n")
+
+        def reply(self, status, body):
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NoLogprobs)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        remote = RemoteReasoner(f"http://127.0.0.1:{server.server_port}/v1")
+        clip = load_audio(clip_file)
+        answer = next(e for e in remote.stream(clip) if isinstance(e, Answer))
+        assert answer.label == "angry" and answer.think == "it is loud" and answer.scores == {}
+        assert answer.scores_note == "no confidences: the backend returns no log-probabilities"
+        assert asked == [True, False]
+        next(e for e in remote.stream(clip) if isinstance(e, Answer))
+        assert asked == [True, False, False]  # not asked again
+    finally:
+        server.shutdown()
+
+
 def test_the_cli_reasons_through_a_backend(openai_backend, clip_file):
     done = subprocess.run([sys.executable, "-m", "engine", "analyze", str(clip_file), "--backend",
                            openai_backend, "--json", "--no-contours", "--max-new-tokens", "12"],
@@ -151,6 +206,11 @@ def alternatives(**logprobs):
     ([("<answer>", []), (" ", [(" ", -0.01)]),
       (" disgust", [(" disgust", -0.5), (" contempt", -1.5), (" fear", -1.0), ("sur", -2.0)])],
      {"contempt": math.exp(-0.5) + math.exp(-1.5), "fear": math.exp(-1.0), "surprise": math.exp(-2.0)}),
+    # markdown and quotes before the label are not the label's first token
+    ([("<answer>", []), ("**", [("**", -0.1)]), ("Sad", [("Sad", -0.3), ("Happy", -1.3)]), ("**", [])],
+     {"sad": math.exp(-0.3), "happy": math.exp(-1.3)}),
+    ([("<ANSWER>", []), (' "', []), ("fear", [("fear", -0.3), ('"fear', -9.0), ("whisper", -0.9)])],
+     {"fear": math.exp(-0.3) + math.exp(-9.0), "whisper": math.exp(-0.9)}),  # a quote joined: still fear
     # a token that joins the tag's end to the label: alternatives without that end are not labels
     ([("<answer", []), (">ha", [(">ha", -0.2), (">ne", -1.2), ("ha", -0.5), (">c", -2.0)]), ("ppy", [])],
      {"happy": math.exp(-0.2), "neutral": math.exp(-1.2)}),

@@ -119,6 +119,24 @@ def test_logprobs_are_the_models_own_streamed_or_whole(server, wav_b64, tmp_path
     assert plain.choices[0].logprobs is None
 
 
+def test_logprobs_that_fail_leave_the_answer_standing(server, wav_b64, monkeypatch):
+    """Log-probabilities that cannot be computed (out of memory on a long answer, say): the text
+    and the nine scores still come, `logprobs` is null and `logprobs_error` says why."""
+    from engine.reasoning import scheduler
+
+    def out_of_memory(*_args, **_kwargs):
+        raise RuntimeError("CUDA out of memory (as a test)")
+
+    monkeypatch.setattr(scheduler, "token_logprobs", out_of_memory)
+    url, _ = server
+    b64, _ = wav_b64
+    answer = client(url).chat.completions.create(
+        model="tiny", max_tokens=6, logprobs=True, messages=[{"role": "user", "content": [audio_part(b64)]}])
+    assert answer.choices[0].message.content and answer.choices[0].logprobs is None
+    assert "out of memory" in answer.model_extra["logprobs_error"]
+    assert len(answer.model_extra["emotion"]["scores"]) == 9
+
+
 def test_a_data_url_and_a_whole_answer(server, wav_b64):
     url, _ = server
     b64, _ = wav_b64

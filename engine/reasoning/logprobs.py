@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MAX_TOP = 20  # OpenAI's bound on top_logprobs (vLLM's default bound too)
+SLICE_TOKENS = 256  # log-softmax this many positions at a time: 256 x 152k x 4 bytes = 156 MB
+#   of float32, where all 8192 of a long answer at once would take 5 GB
 
 
 @dataclass(frozen=True)
@@ -48,13 +50,15 @@ def token_logprobs(model, inputs, token_ids: list[int], top: int = 0) -> list[To
         out = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False, **extra)
     # the logits that predicted token i sit at position prompt + i - 1 (the thinker has no
     # logits_to_keep: it returns the whole sequence's, in the model's dtype)
-    logp = torch.log_softmax(out.logits[0, prompt.shape[1] - 1:-1].float(), dim=-1)
-    chosen = logp.gather(-1, generated[0].unsqueeze(-1)).squeeze(-1).tolist()
-    if top:
-        values, indices = logp.topk(top, dim=-1)
-        best = [tuple(zip(i, v)) for i, v in zip(indices.tolist(), values.tolist())]
-    else:
-        best = [()] * len(token_ids)
+    logits = out.logits[0, prompt.shape[1] - 1:-1]
+    chosen, best = [], []
+    for at in range(0, len(token_ids), SLICE_TOKENS):  # float32 over the vocabulary, a slice at a time
+        logp = torch.log_softmax(logits[at:at + SLICE_TOKENS].float(), dim=-1)
+        chosen += logp.gather(-1, generated[0, at:at + SLICE_TOKENS].unsqueeze(-1)).squeeze(-1).tolist()
+        if top:
+            values, indices = logp.topk(top, dim=-1)
+            best += [tuple(zip(i, v)) for i, v in zip(indices.tolist(), values.tolist())]
+    best = best or [()] * len(token_ids)
     return [TokenLogprob(t, lp, b) for t, lp, b in zip(token_ids, chosen, best)]
 
 

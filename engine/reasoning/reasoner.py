@@ -89,6 +89,7 @@ class Done:
     queued_s: float = 0.0  # of ttft_s, seconds spent waiting in line
     stalled_s: float = 0.0  # decoding time lost to stalls (process stopped or starved): not in tok_per_s
     logprobs: tuple[TokenLogprob, ...] = ()  # one per generated token, with `logprobs=` asked (else empty)
+    logprobs_error: str | None = None  # why they are missing although asked for
 
 
 ReasoningEvent = TextDelta | Answer | Done  # what Reasoner.stream yields
@@ -252,7 +253,7 @@ class Reasoner:
                    score_s=finished.score_s, token_ids=tuple(ids), decoder=finished.path,
                    compile_s=finished.compile_s, batch=finished.batch,
                    queued_s=request.t_admitted - request.t_submit, stalled_s=stalled_s,
-                   logprobs=finished.logprobs)
+                   logprobs=finished.logprobs, logprobs_error=finished.logprobs_error)
 
     def warmup(self, seconds: float = 1.0, max_new_tokens: int = 4,
                budgets: tuple[int, ...] = ()) -> float:

@@ -53,6 +53,7 @@ class Finished:
     score_s: float  # seconds spent scoring
     error: BaseException | None = None  # what went wrong inside, if anything
     logprobs: tuple[TokenLogprob, ...] = ()  # per generated token, when the request asked
+    logprobs_error: str | None = None  # why they could not be computed (the answer stands)
 
 
 @dataclass(eq=False)
@@ -266,18 +267,23 @@ class Scheduler:
         t0 = time.perf_counter()
         scores, error = None, None
         logprobs: list[TokenLogprob] = []
+        logprobs_error = None
         wanted = not request.cancel.is_set()  # nobody waits for a cancelled one
-        try:
-            if request.score and wanted:
-                text = self.tokenizer.decode(request.tokens, skip_special_tokens=True)
+        if request.score and wanted:
+            text = self.tokenizer.decode(request.tokens, skip_special_tokens=True)
+            try:
                 scores = score_labels(self.model, request.inputs, text, self.tokenizer)
-            if request.top_logprobs is not None and wanted:
+            except Exception as exc:  # noqa: BLE001 - this caller hears of it; the batch goes on
+                logger.exception("scoring the labels failed")
+                error = exc
+        if request.top_logprobs is not None and wanted and error is None:
+            try:
                 logprobs = token_logprobs(self.model, request.inputs, request.tokens, request.top_logprobs)
-        except Exception as exc:  # noqa: BLE001 - this caller hears of it; the batch goes on
-            logger.exception("scoring the labels or the tokens failed")
-            error = exc
+            except Exception as exc:  # noqa: BLE001 - the answer stands without them (out of memory ...)
+                logger.exception("the tokens' log-probabilities failed")
+                logprobs_error = f"{type(exc).__name__}: {exc}"
         self._deliver(request, Finished(path, batch, compile_s, scores, time.perf_counter() - t0, error,
-                                        tuple(logprobs)))
+                                        tuple(logprobs), logprobs_error))
 
     @staticmethod
     def _deliver(request: Request, finished: Finished) -> None:
