@@ -5,6 +5,8 @@
 - `overlay_figure`: several clips' pitch contours on one axis (real or normalised time), for the
   prosody lab and the compare view.
 - `live_figure`: pitch and intensity growing across the plot while the microphone records.
+- `imitation_figure`: a target and its imitation aligned in time (DTW), pitch and intensity.
+- `batch_figure` / `batch_table`: a class's clips, one point / one row each.
 Every trace carries the measured values (no smoothing beyond Praat's), so the figure is data.
 """
 
@@ -136,6 +138,72 @@ def live_figure(times_s: np.ndarray, f0_hz: np.ndarray, level_dbfs: np.ndarray,
                                     "title": {"text": "pitch (Hz)"}},
                           "yaxis2": {"domain": [0.0, 0.28], "anchor": "x", "range": [-80, 0],
                                      "title": {"text": "level (dBFS)"}}})
+
+
+def imitation_figure(result) -> go.Figure:
+    """The target and the imitation on the target's time axis (the DTW path): pitch in semitones
+    re each speaker's own median (a man can imitate a woman), intensity in dB re each clip's
+    own speech level below."""
+    a = result.aligned()
+    data = []
+    for who, colour in (("target", PALETTE[0]), ("attempt", PALETTE[1])):
+        name = "target" if who == "target" else "your imitation"
+        data.append({"type": "scatter", "x": a["time_s"], "y": _gaps(a[f"{who}_st"]), "mode": "lines",
+                     "name": name, "connectgaps": False, "line": {"color": colour, "width": 2.5},
+                     "xaxis": "x", "yaxis": "y",
+                     "hovertemplate": f"{name}<br>%{{x:.2f}} s<br>%{{y:+.1f}} st<extra></extra>"})
+        data.append({"type": "scatter", "x": a["time_s"], "y": a[f"{who}_db"], "mode": "lines",
+                     "name": f"{name}: intensity", "showlegend": False,
+                     "line": {"color": colour, "width": 1.2}, "xaxis": "x", "yaxis": "y2",
+                     "hovertemplate": f"{name}<br>%{{x:.2f}} s<br>%{{y:+.1f}} dB<extra></extra>"})
+    overall = "–" if result.overall is None else f"{result.overall:.0f}"
+    return _figure(data, {"title": {"text": f"imitation, aligned in time · overall {overall} / 100",
+                                    "font": {"size": 15}},
+                          "height": 430, "margin": {"l": 60, "r": 20, "t": 50, "b": 40},
+                          "hovermode": "x unified",
+                          "legend": {"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right",
+                                     "yanchor": "bottom"},
+                          "xaxis": {"anchor": "y2", "title": {"text": "target time (s)"}},
+                          "yaxis": {"domain": [0.36, 1.0], "anchor": "x",
+                                    "title": {"text": "pitch (st re own median)"}},
+                          "yaxis2": {"domain": [0.0, 0.28], "anchor": "x",
+                                     "title": {"text": "intensity (dB re own)"}}})
+
+
+BATCH_AXES = ("pitch_median_hz", "articulation_rate_sps")  # the scatter plot's first axes
+BATCH_COLOURS = ("tag", "emotion", "voice_type", "intonation")  # columns a plot may be coloured by
+
+
+def batch_figure(rows: list[dict], x: str = BATCH_AXES[0], y: str = BATCH_AXES[1],
+                 colour: str = BATCH_COLOURS[0]) -> go.Figure:
+    """One point per clip, at two measures of the teacher's choosing, coloured by a column
+    (clips without a value for it are "none"); hover names the file."""
+    from engine.batch import NUMERIC
+
+    if x not in NUMERIC or y not in NUMERIC or colour not in BATCH_COLOURS:
+        raise ValueError(f"axes come from {', '.join(NUMERIC)}; colours from {', '.join(BATCH_COLOURS)}")
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        if r.get(x) is not None and r.get(y) is not None:
+            groups.setdefault(str(r.get(colour) or "none"), []).append(r)
+    data = [{"type": "scatter", "mode": "markers", "name": name, "x": [r[x] for r in group],
+             "y": [r[y] for r in group], "text": [r["file"] for r in group],
+             "marker": {"size": 10, "color": PALETTE[i % len(PALETTE)] if i < len(PALETTE) else None},
+             "hovertemplate": f"%{{text}}<br>{x} %{{x}}<br>{y} %{{y}}<extra>{name}</extra>"}
+            for i, (name, group) in enumerate(sorted(groups.items()))]
+    return _figure(data, {"title": {"text": f"{len(rows)} clips · colour: {colour}", "font": {"size": 15}},
+                          "height": 430, "margin": {"l": 60, "r": 20, "t": 50, "b": 50},
+                          "xaxis": {"title": {"text": x}}, "yaxis": {"title": {"text": y}},
+                          "legend": {"title": {"text": colour}}})
+
+
+def batch_table(rows: list[dict]):
+    """The rows as a table (one column per measure, named with its unit)."""
+    import pandas as pd
+
+    from engine.batch import COLUMNS
+
+    return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
 def _figure(data: list[dict], layout: dict) -> go.Figure:

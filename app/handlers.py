@@ -5,15 +5,20 @@ with the reason in words; the app keeps serving everyone else."""
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
 
 from app import figures, render
+from app.live import LiveTakes
 from app.service import Busy, ModelService, Waiting
 from engine.audio import MIN_SECONDS, SAMPLE_RATE_HZ, Clip, from_array, load_audio, to_pcm16
+from engine.batch import Limits
 from engine.grounding import check
 from engine.prosody import ProsodyReport, analyze
 from engine.prosody.levels import assume_voice
@@ -25,11 +30,15 @@ LIVE_WINDOW_S = 8.0  # while recording, the main plot spans this many seconds, t
 ZEROGPU_SECONDS = 180  # GPU time asked of ZeroGPU per reasoning request
 MAX_API_TOKENS = 8192  # the most tokens one request may ask for (the page offers up to 4096)
 VIEWS = ("waveform", "spectrogram")  # what the pitch is drawn over
+OUTPUT_KEEP_S = 600  # our copies of files handed to Gradio live this long (it copies them at once)
 
 
 class Handlers:
-    def __init__(self, service: ModelService, max_seconds: float) -> None:
+    def __init__(self, service: ModelService, max_seconds: float, batch_limits: Limits | None = None) -> None:
         self.service, self.max_seconds = service, max_seconds
+        self.batch_limits = batch_limits or Limits(max_seconds=max_seconds)
+        self.takes = LiveTakes(max_seconds)  # microphone takes in progress, per session
+        self.scratch = Path(tempfile.mkdtemp(prefix="et-outputs-"))  # files handed to Gradio
         self._stops: dict[str, threading.Event] = {}  # session -> its stop button's event
         try:  # on a ZeroGPU Space, the GPU is attached for the duration of each reasoning call
             import spaces
@@ -51,18 +60,16 @@ class Handlers:
         return (figures.prosody_figure(report, clip, unit=unit, view=view),
                 render.summary_markdown(report, clip), report.to_dict(contours=False))
 
-    def export(self, audio_path, voice="auto"):
+    def export(self, audio_path, voice="auto", request: gr.Request = None):
         """The measurements to keep: Praat TextGrid and PitchTier, a per-frame CSV, the JSON."""
-        import tempfile
-        from pathlib import Path
-
         from engine.export import write_all
 
         if not audio_path:
             raise gr.Error("Record or upload a clip first.")
+        self._not_recording(request)
         clip, report = self._measure(audio_path, voice)
         stem = Path(str(audio_path)).stem[:60] or "clip"
-        return [str(p) for p in write_all(report, tempfile.mkdtemp(prefix="export-"), stem)]
+        return [str(p) for p in write_all(report, self._output_folder(), stem)]
 
     def compare(self, path_a, path_b):
         """Two clips side by side: contours on a time-normalised axis and two summaries."""
@@ -72,12 +79,80 @@ class Handlers:
         fig = figures.overlay_figure([("A", a), ("B", b)], normalise_time=True)
         return fig, render.summary_markdown(a, clip_a), render.summary_markdown(b, clip_b)
 
-    def manipulate(self, audio_path, shift_st, pitch_range, tilt_st, tempo, gain_db):
+    def imitate(self, target_path, attempt_path):
+        """An imitation against its target: both aligned in time and overlaid, a score for each
+        dimension with the measure behind it, and a sentence of feedback each."""
+        from engine.imitate import compare
+
+        if not target_path or not attempt_path:
+            raise gr.Error("Give a target clip and your imitation of it.")
+        (_, target), (_, attempt) = self._measure(target_path), self._measure(attempt_path)
+        try:
+            result = compare(target, attempt)
+        except ValueError as exc:  # a clip over imitation's length limit
+            raise gr.Error(str(exc)) from None
+        return figures.imitation_figure(result), result.to_dict(), render.imitation_markdown(result)
+
+    def batch(self, paths, voice="auto", with_model=False, max_new_tokens=256,
+              progress=gr.Progress()):  # noqa: B008 - Gradio reads the progress tracker from the default
+        """The class at once: every clip (or every clip in a zip) analysed, one row each, a
+        scatter plot, a CSV; with `with_model` the model's label for each clip fills the emotion
+        column. The files that failed are kept for `batch_failures`."""
+        from engine.batch import BatchError, Failure, analyse, collect, to_csv
+
+        paths = [paths] if isinstance(paths, str) else [p for p in paths or [] if p]
+        if not paths:
+            raise gr.Error("Upload the clips (several files, or one zip) first.")
+        options = None
+        if with_model:  # refused before the prosody work, not after it
+            state, message = self.service.status()
+            if state != "ready":
+                raise gr.Error(f"The model is {state} ({message}): untick 'ask the model' for prosody only.")
+            options = GenerationOptions(max_new_tokens=_whole(max_new_tokens, "max new tokens", 1, MAX_API_TOKENS))
+        with tempfile.TemporaryDirectory(prefix="batch-") as work:
+            try:
+                items, failed = collect(paths, Path(work) / "clips", self.batch_limits)
+                progress(0.0, desc=f"analysing {len(items)} clips")
+                rows, broken = analyse(items, voice=voice, limits=self.batch_limits,
+                                       progress=lambda done, total, name: progress(done / total, desc=name))
+            except (BatchError, ValueError) as exc:
+                raise gr.Error(str(exc)) from None
+            if options is not None:
+                paths_by_name = {i.name: i.path for i in items}
+                for done, row in enumerate(rows, 1):
+                    progress(done / len(rows), desc=f"the model on {row['file']}")
+                    try:
+                        row["emotion"] = self._label(paths_by_name[row["file"]], options)
+                    except (Busy, GenerationError) as exc:  # this row goes without; the rest go on
+                        broken.append(Failure(row["file"], f"measured, but the model failed: {exc}"))
+        csv = to_csv(rows, Path(self._output_folder()) / "class.csv")
+        failures = [(f.name, f.reason) for f in failed + broken]
+        return figures.batch_table(rows), figures.batch_figure(rows), str(csv), {"rows": rows, "failures": failures}
+
+    def _label(self, path, options: GenerationOptions) -> str | None:
+        """The model's answer for one clip: the label it wrote, else its most probable one."""
+        clip = load_audio(path, max_seconds=self.max_seconds)
+        answer = [e for e in self.service.reason(clip, threading.Event(), options) if isinstance(e, Answer)][-1]
+        return answer.label if answer.label not in (None, "unknown") else answer.scored_label
+
+    @staticmethod
+    def batch_failures(result):
+        """The files of the last batch that were not analysed, each with its reason."""
+        return render.failures_markdown((result or {}).get("failures", []))
+
+    @staticmethod
+    def batch_plot(result, x, y, colour):
+        """The scatter plot again, with other axes or another colouring."""
+        return figures.batch_figure((result or {}).get("rows", []), x, y, colour)
+
+    def manipulate(self, audio_path, shift_st, pitch_range, tilt_st, tempo, gain_db,
+                   request: gr.Request = None):
         """The prosody lab: the clip re-synthesised with changed prosody, contours overlaid."""
         from engine.prosody.manipulate import manipulate
 
         if not audio_path:
             raise gr.Error("Record or upload a clip on the Analyse tab first.")
+        self._not_recording(request)
         clip, report = self._measure(audio_path)
         try:
             changed = manipulate(clip, pitch_shift_st=shift_st, pitch_range=pitch_range,
@@ -91,47 +166,58 @@ class Handlers:
                        f"{lowered_db:.1f} dB to fit (a gain of {gain_db - lowered_db:+.1f} dB).")
         return (changed.sample_rate_hz, pcm), fig
 
-    def prosody_unless_recording(self, audio_path, unit="Hz", voice="auto", view="waveform", take=None):
+    def prosody_unless_recording(self, audio_path, unit="Hz", voice="auto", view="waveform",
+                                 request: gr.Request = None):
         """The clip changed: analyse it, unless it is a microphone chunk of a take in progress
         (a streaming microphone changes the clip's value every chunk; the live trace draws then)."""
-        if take is not None:
+        if self.takes.recording(_session(request)):
             return gr.skip(), gr.skip(), gr.skip()
         return self.prosody(audio_path, unit, voice, view)
 
-    @staticmethod
-    def live_start():
-        """Recording began: an empty take (its presence marks the chunks as a take in progress)
-        and empty live axes."""
-        empty = np.zeros(0)
-        return np.zeros(0, np.float32), figures.live_figure(empty, empty, empty, LIVE_WINDOW_S)
+    def playback(self, audio_path, request: gr.Request = None):
+        """The clip to play back: the upload, the example or the whole take (not a chunk)."""
+        return gr.skip() if self.takes.recording(_session(request)) else audio_path
 
-    def live_trace(self, take, chunk):
-        """A microphone chunk: append it to the take, and redraw the pitch and intensity of the
-        last LIVE_WINDOW_S seconds across the main plot."""
+    def live_start(self, request: gr.Request = None):
+        """Record pressed: a new take for this session, and empty live axes."""
+        self.takes.start(_session(request))
+        empty = np.zeros(0)
+        return figures.live_figure(empty, empty, empty, LIVE_WINDOW_S)
+
+    def live_trace(self, chunk, request: gr.Request = None):
+        """A microphone chunk: into the take, and the pitch and intensity of the last
+        LIVE_WINDOW_S seconds redrawn across the main plot (not once Stop has come: then the
+        full analysis is, or is about to be, on it)."""
         from engine.prosody.analysis import frame_levels
         from engine.prosody.pitch import frame_times, track_pitch
 
+        session = _session(request)
         if chunk is None:
-            return gr.skip(), take
-        x = _chunk_samples(chunk, self.max_seconds)
-        kept = np.concatenate([take, x]) if take is not None else x
-        kept = kept[-int(self.max_seconds * SAMPLE_RATE_HZ):]
-        window = kept[-int(LIVE_WINDOW_S * SAMPLE_RATE_HZ):]
+            return gr.skip()
+        added = self.takes.add(session, _chunk_samples(chunk, self.max_seconds), LIVE_WINDOW_S)
+        if added is None:
+            return gr.skip()
+        window, offset_s = added
         times = frame_times(len(window) / SAMPLE_RATE_HZ)
         f0 = track_pitch(window, SAMPLE_RATE_HZ, times).f0_hz
         level_db = frame_levels(window, SAMPLE_RATE_HZ, times)
-        offset = (len(kept) - len(window)) / SAMPLE_RATE_HZ
-        return figures.live_figure(times + offset, f0, level_db, LIVE_WINDOW_S), kept
+        if self.takes.ended(session):
+            return gr.skip()
+        return figures.live_figure(times + offset_s, f0, level_db, LIVE_WINDOW_S)
 
-    @staticmethod
-    def live_done(take):
-        """Recording stopped: the whole take becomes the clip, whose change event then draws the
-        full analysis over the live trace."""
+    def live_done(self, request: gr.Request = None):
+        """Stop pressed: the whole take becomes the clip, whose change event then draws the full
+        analysis over the live trace."""
+        take = self.takes.finish(_session(request))
         if take is None or len(take) < MIN_SECONDS * SAMPLE_RATE_HZ:
-            if take is not None:
-                gr.Warning(f"The recording is shorter than {MIN_SECONDS} s: nothing to analyse.")
-            return None, None
-        return (SAMPLE_RATE_HZ, to_pcm16(take)[0]), None  # at its level: floats get normalised
+            gr.Warning(f"The recording is shorter than {MIN_SECONDS} s: nothing to analyse.")
+            return None
+        return SAMPLE_RATE_HZ, to_pcm16(take)[0]  # at its level: floats get normalised
+
+    def _not_recording(self, request) -> None:
+        """Refuse to use the clip while its microphone records: its value is the last chunk."""
+        if self.takes.recording(_session(request)):
+            raise gr.Error("Stop the recording first: the clip is the whole take once you stop.")
 
     # --- the model ------------------------------------------------------------------------
 
@@ -144,6 +230,7 @@ class Handlers:
         checked against the measured prosody (pitch levels for the `voice` type)."""
         if not audio_path:
             raise gr.Error("Record or upload a clip first.")
+        self._not_recording(request)
         state, message = self.service.status()
         if state != "ready":
             yield render.status_markdown(state, message), None, ""
@@ -214,8 +301,16 @@ class Handlers:
         return clip, analyze(clip, voice=voice)
 
     def _stop_event(self, request: gr.Request | None) -> threading.Event:
-        key = getattr(request, "session_hash", None) or "anonymous"
-        return self._stops.setdefault(key, threading.Event())
+        return self._stops.setdefault(_session(request), threading.Event())
+
+    def _output_folder(self) -> str:
+        """A fresh folder for files handed to Gradio (which copies them into its own cache, kept
+        and deleted by --keep-files-s); folders older than OUTPUT_KEEP_S are removed."""
+        now = time.time()
+        for old in self.scratch.iterdir():
+            if now - old.stat().st_mtime > OUTPUT_KEEP_S:
+                shutil.rmtree(old, ignore_errors=True)
+        return tempfile.mkdtemp(dir=self.scratch)
 
 
 def _number(value, name: str, low: float, high: float) -> float:
@@ -227,6 +322,11 @@ def _number(value, name: str, low: float, high: float) -> float:
     if not (math.isfinite(number) and low <= number <= high):
         raise gr.Error(f"The {name} must be a number from {low:g} to {high:g}; got {value!r}.")
     return number
+
+
+def _session(request) -> str:
+    """The browser session a request comes from (one key for callers without one)."""
+    return getattr(request, "session_hash", None) or "anonymous"
 
 
 def _chunk_samples(chunk, max_seconds: float) -> np.ndarray:

@@ -73,3 +73,22 @@ def claims_markdown(claims: list) -> str:
 def _ordinal(n: int) -> str:
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
+
+
+def imitation_markdown(result) -> str:
+    """The imitation's scores as a table a student reads: score, the measure, what to change."""
+    rows = ["| | score | measured | feedback |", "| --- | --- | --- | --- |"]
+    for s in result.scores:
+        score = "–" if s.score is None else f"**{s.score:.0f}**"
+        rows.append(f"| {s.name} | {score} | {html.escape(s.measure, quote=False)} | "
+                    f"{html.escape(s.feedback, quote=False)} |")
+    overall = "–" if result.overall is None else f"{result.overall:.0f} / 100"
+    return f"**Overall: {overall}**\n\n" + "\n".join(rows)
+
+
+def failures_markdown(failures) -> str:
+    """The files a batch could not analyse, each with its reason (empty when none failed)."""
+    if not failures:
+        return ""
+    lines = [f"- {plain(name)}: {plain(reason)}" for name, reason in failures]
+    return f"**{len(failures)} not analysed:**\n" + "\n".join(lines)

@@ -20,6 +20,8 @@
 | --keep-files-s | ET_KEEP_FILES_S | 3600: uploads and outputs are deleted after an hour |
 | --backend | ET_BACKEND | none: the model runs here; a URL: an OpenAI-compatible server does |
 | --backend-key | ET_BACKEND_KEY | none: the API key that server wants |
+| --batch-max-clips | ET_BATCH_MAX_CLIPS | 200 clips per batch on the Class tab |
+| --batch-max-mb | ET_BATCH_MAX_MB | 50 MiB uploaded per batch (a zip unpacks to at most 8x) |
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import os
 from dataclasses import dataclass
 
 from engine.audio import MAX_FILE_BYTES, MAX_SECONDS
+from engine.batch import MAX_BATCH_BYTES, MAX_CLIPS
 from engine.reasoning.decoder import BATCH_SIZES
 from engine.reasoning.model import DEFAULT_SOURCE, QUANTS
 
@@ -50,6 +53,8 @@ class Settings:
     keep_files_s: int  # uploads and outputs are deleted this many seconds after they were made
     backend: str | None = None  # an OpenAI-compatible server's URL: the reasoning comes from it
     backend_key: str | None = None  # its API key
+    batch_max_clips: int = MAX_CLIPS  # the Class tab: clips per batch (more are listed, not analysed)
+    batch_max_mb: int = MAX_BATCH_BYTES // 2**20  # the Class tab: MiB uploaded per batch
 
 
 def parse(argv: list[str] | None = None) -> Settings:
@@ -93,9 +98,14 @@ def parse(argv: list[str] | None = None) -> Settings:
                     help="reason through an OpenAI-compatible server (engine.serve, vLLM), e.g. "
                          "http://gpu-box:8000/v1; prosody stays here")
     ap.add_argument("--backend-key", default=env("ET_BACKEND_KEY") or None, metavar="KEY")
+    number("--batch-max-clips", "ET_BATCH_MAX_CLIPS", MAX_CLIPS, int, 1, 2000, "a whole number",
+           help="clips per batch on the Class tab")
+    number("--batch-max-mb", "ET_BATCH_MAX_MB", MAX_BATCH_BYTES // 2**20, int, 1, 500,
+           "a whole number of MiB", help="MiB uploaded per batch on the Class tab")
     a = ap.parse_args(argv)
     return Settings(model=a.model, quant=a.quant, device=a.device, host=a.host, port=a.port,
                     share=a.share, max_seconds=a.max_seconds, max_file_mb=a.max_file_mb,
                     queue_size=a.queue_size, no_model=a.no_model, compile=not a.no_compile,
                     max_batch=a.max_batch, keep_files_s=a.keep_files_s, backend=a.backend,
-                    backend_key=a.backend_key)
+                    backend_key=a.backend_key, batch_max_clips=a.batch_max_clips,
+                    batch_max_mb=a.batch_max_mb)

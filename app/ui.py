@@ -7,7 +7,9 @@ summary, measurements), /reason (clip, settings, voice type -> streamed reasonin
 checked claims),
 /manipulate (clip, pitch shift, range, tilt, tempo, gain -> re-synthesised clip, overlay),
 /compare (two clips -> overlay, two summaries), /export (clip, voice type -> TextGrid, PitchTier,
-CSV, JSON files). Everything else is private.
+CSV, JSON files), /imitate (target, attempt -> aligned overlay, scores {"melody", "range",
+"tempo", "loudness", "pauses", "overall"}, feedback), /batch (clips or one zip, voice type, ask
+the model?, max new tokens -> table, scatter plot, CSV file). Everything else is private.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from app.examples import EXAMPLE_DIR, example_paths
 from app.handlers import VIEWS, Handlers
 from app.service import ModelService, RemoteService
 from app.settings import Settings
+from engine.batch import NUMERIC, Limits
 from engine.guard import LoopbackGuard, is_loopback
 from engine.prosody.levels import VOICE_TYPES
 from engine.reasoning.prompts import LABELS
@@ -35,7 +38,9 @@ CSS = "#reasoning {max-height: 420px; overflow-y: auto} footer {display: none !i
 
 
 def build(settings: Settings, service: ModelService) -> gr.Blocks:
-    h = Handlers(service, settings.max_seconds)
+    h = Handlers(service, settings.max_seconds,
+                 Limits(max_clips=settings.batch_max_clips, max_bytes=settings.batch_max_mb * 2**20,
+                        max_seconds=settings.max_seconds))
     if example_paths():  # pay the first-call costs (imports, caches) now, not on a user's clip
         h.prosody(example_paths()[0])
     keep = settings.keep_files_s  # uploads and outputs are deleted this long after they were made
@@ -51,7 +56,9 @@ def build(settings: Settings, service: ModelService) -> gr.Blocks:
                     audio = gr.Audio(sources=["microphone", "upload"], type="filepath", streaming=True,
                                      label="Speak (the pitch draws as you talk) or upload a clip",
                                      elem_id="clip")
-                    take = gr.State(None)  # the microphone take in progress (None: not recording)
+                    # a streaming input shows no player for what it holds: the clip is played here
+                    playback = gr.Audio(label="The clip being analysed", interactive=False,
+                                        type="filepath", elem_id="playback")
                     gr.Examples(example_paths(), inputs=audio, label="Examples (one sentence, "
                                 "said several ways: see assets/examples)")
                     with gr.Row():
@@ -119,28 +126,72 @@ def build(settings: Settings, service: ModelService) -> gr.Blocks:
                 summary_a, summary_b = gr.Markdown(), gr.Markdown()
             with gr.Row():
                 reason_a_btn, reason_b_btn = gr.Button("Ask the model about A"), gr.Button("Ask the model about B")
+            answer_a, answer_b = two_answers("A", "B")
+
+        with gr.Tab("Imitate"):
+            gr.Markdown("Pick a target — an example, an upload or a recording — then record your "
+                        "imitation of **how** it is said. Both are aligned in time (a slow speaker "
+                        "can imitate a fast one, a man a woman: pitch counts relative to each "
+                        "voice's own middle) and scored on melody, pitch range, tempo, loudness "
+                        "and pauses, each with what was measured and what to change.")
             with gr.Row():
-                label_a = gr.Label(num_top_classes=len(LABELS), label="A: confidence")
-                label_b = gr.Label(num_top_classes=len(LABELS), label="B: confidence")
+                with gr.Column():
+                    target = gr.Audio(sources=["upload", "microphone"], type="filepath",
+                                      label="Target", elem_id="target")
+                    gr.Examples(example_paths(), inputs=target, label="Example targets")
+                attempt = gr.Audio(sources=["microphone", "upload"], type="filepath",
+                                   label="Your imitation", elem_id="attempt")
+            imitate_btn = gr.Button("Score my imitation", variant="primary", elem_id="imitate")
+            imitate_plot = gr.Plot(label="Target and imitation, aligned in time", elem_id="imitate-plot")
             with gr.Row():
-                reasoning_a, reasoning_b = gr.Markdown(), gr.Markdown()
-            claims_a, claims_b = gr.State(""), gr.State("")
+                with gr.Column(scale=3):
+                    feedback = gr.Markdown(elem_id="feedback")
+                with gr.Column(scale=1):
+                    scores = gr.JSON(label="Scores (0-100)", elem_id="scores")
+            imitate_reason_btn = gr.Button("What emotion does each convey? (the model)")
+            target_answer, attempt_answer = two_answers("Target", "Imitation")
+
+        with gr.Tab("Class"):
+            gr.Markdown(f"A whole class at once: upload the clips (several files, or one zip; up to "
+                        f"{settings.batch_max_clips} clips and {settings.batch_max_mb} MB). Each is "
+                        "analysed; sort the table by any column, choose what the plot shows, "
+                        "download the CSV. A tag in the file name (angry, happy, ... or RAVDESS's "
+                        "numbering) colours the points.")
+            batch_files = gr.File(file_count="multiple", label="Clips, or one zip of them",  # any
+                                  elem_id="batch-files")  # type: what is not audio is listed, not refused
+            with gr.Row():
+                batch_model = gr.Checkbox(False, label="also ask the model for each clip's emotion (slow)")
+                batch_btn = gr.Button("Analyse the class", variant="primary", elem_id="batch")
+            with gr.Row():
+                x_axis = gr.Dropdown(list(NUMERIC), value=figures.BATCH_AXES[0], label="x axis")
+                y_axis = gr.Dropdown(list(NUMERIC), value=figures.BATCH_AXES[1], label="y axis")
+                colour = gr.Dropdown(list(figures.BATCH_COLOURS), value=figures.BATCH_COLOURS[0],
+                                     label="colour by")
+            batch_plot = gr.Plot(label="One point per clip", elem_id="batch-plot")
+            batch_table = gr.Dataframe(label="One row per clip (click a header to sort)",
+                                       interactive=False, elem_id="batch-table")
+            batch_failed = gr.Markdown(elem_id="batch-failed")
+            batch_csv = gr.File(label="CSV", elem_id="batch-csv")
+            batch_result = gr.State(None)
 
         # --- wiring ----------------------------------------------------------------------------
+        # the clip input streams the microphone: while a take records, its changes are chunks,
+        # which the live trace draws (app/live.py); the handlers below skip them then
         prosody_io = dict(inputs=[audio, unit, voice, view], outputs=[plot, summary, measurements])
-        audio.change(h.prosody_unless_recording, [audio, unit, voice, view, take],
-                     [plot, summary, measurements], api_name="prosody", queue=False,
+        audio.change(h.prosody_unless_recording, api_name="prosody", queue=False,
+                     show_progress="hidden", **prosody_io)
+        audio.change(h.playback, audio, playback, api_visibility="private", queue=False,
                      show_progress="hidden")
-        audio.start_recording(h.live_start, None, [take, plot], api_visibility="private", queue=False)
-        audio.stream(h.live_trace, [take, audio], [plot, take], stream_every=LIVE_EVERY_S,
+        audio.start_recording(h.live_start, None, plot, api_visibility="private", queue=False)
+        audio.stream(h.live_trace, audio, plot, stream_every=LIVE_EVERY_S,
                      time_limit=int(settings.max_seconds), api_visibility="private",
                      concurrency_limit=None, show_progress="hidden")
-        audio.stop_recording(h.live_done, take, [audio, take], api_visibility="private")
-        unit.change(h.prosody, api_visibility="private", **prosody_io)
-        view.change(h.prosody, api_visibility="private", **prosody_io)
-        voice.change(h.prosody, api_visibility="private", **prosody_io)
+        audio.stop_recording(h.live_done, None, audio, api_visibility="private")
+        unit.change(h.prosody_unless_recording, api_visibility="private", **prosody_io)
+        view.change(h.prosody_unless_recording, api_visibility="private", **prosody_io)
+        voice.change(h.prosody_unless_recording, api_visibility="private", **prosody_io)
         settings_in = [max_tokens, temperature, seed]
-        reason_event = analyse.click(h.prosody, api_visibility="private", **prosody_io).then(
+        reason_event = analyse.click(h.prosody_unless_recording, api_visibility="private", **prosody_io).then(
             h.reason, [audio, *settings_in, voice], [reasoning, label, claims], api_name="reason",
             concurrency_limit=None)
         stop.click(h.stop, None, None, cancels=[reason_event], api_visibility="private", queue=False)
@@ -152,11 +203,33 @@ def build(settings: Settings, service: ModelService) -> gr.Blocks:
                      concurrency_limit=None)
         compare_btn.click(h.compare, [clip_a, clip_b], [compare_plot, summary_a, summary_b],
                           api_name="compare")
-        reason_a_btn.click(h.reason, [clip_a, *settings_in], [reasoning_a, label_a, claims_a],
-                           api_visibility="private", concurrency_limit=None)
-        reason_b_btn.click(h.reason, [clip_b, *settings_in], [reasoning_b, label_b, claims_b],
-                           api_visibility="private", concurrency_limit=None)
+        reason_a_btn.click(h.reason, [clip_a, *settings_in], answer_a, api_visibility="private",
+                           concurrency_limit=None)
+        reason_b_btn.click(h.reason, [clip_b, *settings_in], answer_b, api_visibility="private",
+                           concurrency_limit=None)
+        imitate_btn.click(h.imitate, [target, attempt], [imitate_plot, scores, feedback], api_name="imitate")
+        imitate_reason_btn.click(h.reason, [target, *settings_in], target_answer, api_visibility="private",
+                                 concurrency_limit=None).then(
+            h.reason, [attempt, *settings_in], attempt_answer, api_visibility="private", concurrency_limit=None)
+        batch_btn.click(h.batch, [batch_files, voice, batch_model, max_tokens],
+                        [batch_table, batch_plot, batch_csv, batch_result], api_name="batch",
+                        concurrency_limit=2).then(
+            h.batch_failures, batch_result, batch_failed, api_visibility="private")
+        for control in (x_axis, y_axis, colour):
+            control.change(h.batch_plot, [batch_result, x_axis, y_axis, colour], batch_plot,
+                           api_visibility="private", queue=False)
     return demo
+
+
+def two_answers(a: str, b: str) -> tuple[list, list]:
+    """Two clips' answers side by side: the confidences, the reasoning below (the checked claims
+    kept aside); each as the outputs of Handlers.reason."""
+    with gr.Row():
+        label_a = gr.Label(num_top_classes=len(LABELS), label=f"{a}: confidence")
+        label_b = gr.Label(num_top_classes=len(LABELS), label=f"{b}: confidence")
+    with gr.Row():
+        reasoning_a, reasoning_b = gr.Markdown(), gr.Markdown()
+    return [reasoning_a, label_a, gr.State("")], [reasoning_b, label_b, gr.State("")]
 
 
 def launch(settings: Settings, *, block: bool = True):
@@ -171,7 +244,8 @@ def launch(settings: Settings, *, block: bool = True):
     demo = build(settings, service)
     demo.queue(default_concurrency_limit=8)
     demo.launch(server_name=settings.host, server_port=settings.port, share=settings.share,
-                max_file_size=f"{settings.max_file_mb}mb", allowed_paths=[str(EXAMPLE_DIR)],
+                max_file_size=f"{settings.max_file_mb}mb",  # per file: --batch-max-mb bounds a batch
+                allowed_paths=[str(EXAMPLE_DIR)],
                 prevent_thread_lock=not block, css=CSS, theme=gr.themes.Soft(),
                 app_kwargs={"middleware": [Middleware(LoopbackGuard, enabled=is_loopback(settings.host))]},
                 footer_links=["api"], show_error=True)

@@ -66,7 +66,7 @@ def server(tiny_checkpoint):
 
     port = free_port()
     settings = parse(["--model", str(tiny_checkpoint), "--port", str(port), "--max-seconds", "12",
-                      "--max-file-mb", "2"])
+                      "--max-file-mb", "2", "--batch-max-clips", "5", "--batch-max-mb", "3"])
     demo, service = launch(settings, block=False)
     assert service.wait_until_settled(120) == "ready", service.status()
     yield f"http://127.0.0.1:{port}/", service

@@ -134,7 +134,10 @@ def test_compare_endpoint(client, clip_file):
 
 def test_only_the_named_endpoints_are_public(client):
     api = client.view_api(return_format="dict", print_info=False)
-    assert set(api["named_endpoints"]) == {"/prosody", "/reason", "/manipulate", "/compare", "/export"}
+    assert set(api["named_endpoints"]) == {"/prosody", "/reason", "/manipulate", "/compare", "/export",
+                                           "/imitate", "/batch"}
+    assert [p["parameter_name"] for p in api["named_endpoints"]["/prosody"]["parameters"]] == \
+        ["audio_path", "unit", "voice", "view"]  # the session's take is not a parameter
     assert not api["unnamed_endpoints"]
 
 
@@ -190,7 +193,14 @@ def test_the_live_take_keeps_its_level():
     from app.handlers import Handlers
 
     x = (10 ** (-40 / 20) * np.sqrt(2)) * np.sin(2 * np.pi * 220 * np.arange(32000) / 16000)
-    take, _ = Handlers.live_done(x.astype(np.float32))
+    from types import SimpleNamespace
+
+    from app.service import ModelService
+
+    h, me = Handlers(ModelService("x", enabled=False), max_seconds=30), SimpleNamespace(session_hash="me")
+    h.live_start(me)
+    h.takes.add("me", x.astype(np.float32), 8.0)
+    take = h.live_done(me)
     served = gr.Audio(type="filepath").postprocess(take)
     assert load_audio(served.path).rms_dbfs == pytest.approx(-40.0, abs=0.5)
 
@@ -301,3 +311,109 @@ def test_the_pitch_can_be_drawn_over_a_wideband_spectrogram(client, clip_file):
     assert values(t["spectrogram"].y)[-1] == pytest.approx(freqs[-1]) and freqs[-1] <= 5000
     layout = pio.from_json(fig["plot"]).layout
     assert layout.yaxis.overlaying == "y3" and layout.yaxis3.title.text == "frequency (Hz)"
+
+
+EXAMPLES = __import__("pathlib").Path(__file__).resolve().parents[1] / "assets" / "examples"
+
+
+def test_imitate_scores_a_clip_against_itself_and_a_monotone_copy(client):
+    from gradio_client import handle_file
+
+    target = handle_file(str(EXAMPLES / "neutral.flac"))
+    fig, scores, feedback = client.predict(target, target, api_name="/imitate")
+    assert set(scores) == {"melody", "range", "tempo", "loudness", "pauses", "overall"}
+    assert all(v >= 95 for v in scores.values()), scores
+    shown = traces(fig)
+    assert {"target", "your imitation"} <= set(shown)
+    np.testing.assert_allclose(values(shown["target"].y), values(shown["your imitation"].y), equal_nan=True)
+
+    _, flat, feedback = client.predict(target, handle_file(str(EXAMPLES / "neutral_monotone_slow.flac")),
+                                       api_name="/imitate")
+    assert flat["melody"] <= scores["melody"] - 30 and flat["range"] < 50 and flat["tempo"] < 90
+    assert flat["pauses"] >= 80  # what was not changed stays high
+    assert "| melody |" in feedback and "one note" in feedback and "more slowly" in feedback
+
+
+def test_imitate_needs_both_clips(client):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="target clip and your imitation"):
+        client.predict(handle_file(str(EXAMPLES / "neutral.flac")), None, api_name="/imitate")
+
+
+def test_batch_analyses_a_zip_and_files_listing_what_it_cannot(client, server, tmp_path):
+    import csv
+    import zipfile
+
+    from gradio_client import handle_file
+
+    archive = tmp_path / "class.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name in ("neutral.flac", "subdued.flac", "excited.flac"):
+            zf.write(EXAMPLES / name, f"group1/anna_{name.replace('excited', 'happy')}")
+        zf.writestr("../escape.wav", (EXAMPLES / "neutral.flac").read_bytes())
+        zf.writestr("notes.txt", "hello")
+    broken = tmp_path / "bob_angry.wav"
+    broken.write_bytes(b"RIFF not really")
+    notes = tmp_path / "notes.txt"  # a loose file that is not audio: listed, the rest analysed
+    notes.write_text("hello")
+    files = [handle_file(str(archive)), handle_file(str(EXAMPLES / "neutral_rising.flac")),
+             handle_file(str(broken)), handle_file(str(notes))]
+    table, fig, csv_path = client.predict(files, api_name="/batch")
+    rows = [dict(zip(table["headers"], r)) for r in table["data"]]
+    assert [r["file"] for r in rows] == ["class.zip/group1/anna_neutral.flac", "class.zip/group1/anna_subdued.flac",
+                                         "class.zip/group1/anna_happy.flac", "neutral_rising.flac"]
+    assert [r["tag"] for r in rows] == ["neutral", None, "happy", "neutral"]
+    for r in rows:  # each row is the clip's own analysis
+        name = r["file"].rsplit("/", 1)[-1].replace("anna_", "").replace("happy", "excited")
+        report = analyze(load_audio(EXAMPLES / name))
+        assert r["pitch_median_hz"] == pytest.approx(report.pitch.median_hz, abs=0.05)
+        assert r["syllable_count"] == report.rate.syllable_count
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        read = list(csv.DictReader(f))
+    assert [r["file"] for r in read] == [r["file"] for r in rows]
+    points = sum(len(values(t.x)) for t in pio.from_json(fig["plot"]).data)
+    assert points == 4
+
+    too_many = [handle_file(str(p)) for p in sorted(EXAMPLES.glob("*.flac"))]  # 6 > the server's 5
+    table, _, _ = client.predict(too_many, api_name="/batch")
+    assert len(table["data"]) == 5
+
+
+def test_batch_failures_are_listed_with_their_reasons(tmp_path):
+    import zipfile
+
+    from app.handlers import Handlers
+    from app.service import ModelService
+
+    archive = tmp_path / "class.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(EXAMPLES / "neutral.flac", "a.flac")
+        zf.writestr("../escape.wav", b"RIFF")
+        zf.writestr("notes.txt", "hello")
+    broken = tmp_path / "b.wav"
+    broken.write_bytes(b"RIFF not really")
+    h = Handlers(ModelService("x", enabled=False), max_seconds=30)
+    table, _, _, result = h.batch([str(archive), str(broken)], progress=lambda *a, **k: None)
+    assert list(table["file"]) == ["class.zip/a.flac"]
+    failed = h.batch_failures(result).replace("\\", "")  # as displayed: Markdown escapes removed
+    assert "3 not analysed" in failed and "escape.wav" in failed and "leaves the archive" in failed
+    assert "notes.txt" in failed and "not an audio file" in failed and "- b.wav:" in failed
+    assert not (tmp_path.parent / "escape.wav").exists()
+    redrawn = h.batch_plot(result, "duration_s", "pitch_range_st", "voice_type")
+    assert redrawn.layout.xaxis.title.text == "duration_s" and redrawn.data[0].name == "male"
+    with pytest.raises(ValueError, match="axes come from"):
+        h.batch_plot(result, "file", "pitch_range_st", "tag")
+
+
+def test_batch_with_the_model_fills_the_emotion_column(client):
+    from gradio_client import handle_file
+
+    from engine.reasoning.prompts import LABELS
+
+    files = [handle_file(str(EXAMPLES / n)) for n in ("neutral.flac", "excited.flac")]
+    table, _, csv_path = client.predict(files, "auto", True, 8, api_name="/batch")
+    emotions = [dict(zip(table["headers"], r))["emotion"] for r in table["data"]]
+    assert len(emotions) == 2 and all(e in LABELS for e in emotions)  # the tiny model's scored label
+    assert all(e in open(csv_path, encoding="utf-8").read() for e in emotions)

@@ -3,6 +3,7 @@
 import threading
 import time
 
+import gradio as gr
 import pytest
 
 from app.service import Busy, ModelService, Waiting
@@ -90,7 +91,10 @@ def test_stop_while_waiting_leaves_the_line(service, clip):
 def test_the_live_trace_grows_across_the_main_plot_then_hands_over_the_take(tmp_path):
     """Microphone chunks as the page's streaming clip input sends them (0.3 s WAV files at
     48 kHz): the pitch and intensity grow across a fixed 8 s axis, then scroll; the clip's
-    change events are skipped meanwhile; Stop hands the whole take over at 16 kHz."""
+    change events are skipped meanwhile, for this session only; Stop hands the whole take over
+    at 16 kHz, and a chunk that comes after Stop changes nothing."""
+    from types import SimpleNamespace
+
     import numpy as np
     import plotly.io as pio
     import soundfile as sf
@@ -98,30 +102,52 @@ def test_the_live_trace_grows_across_the_main_plot_then_hands_over_the_take(tmp_
     from app.handlers import LIVE_WINDOW_S, Handlers
 
     h = Handlers(ModelService("x", enabled=False), max_seconds=30)
+    me, other = SimpleNamespace(session_hash="me"), SimpleNamespace(session_hash="other")
     x = synth.harmonic(220.0, 10.0, sr=48_000, syllable_hz=4.0)
-    take, fig = h.live_start()
-    assert take.size == 0 and fig.layout.xaxis.range == (0.0, LIVE_WINDOW_S)
-    points = []
+    fig = h.live_start(me)
+    assert fig.layout.xaxis.range == (0.0, LIVE_WINDOW_S)
+    points, skip = [], gr.skip()
     for i, start in enumerate(range(0, len(x), 14_400)):
         path = tmp_path / f"chunk{i}.wav"
         sf.write(path, x[start:start + 14_400], 48_000, subtype="PCM_16")
-        skipped = h.prosody_unless_recording(str(path), "Hz", "auto", "waveform", take)
-        assert all(isinstance(u, dict) and u.get("__type__") == "update" for u in skipped)
-        fig, take = h.live_trace(take, str(path))
+        fig = h.live_trace(str(path), me)
+        assert h.prosody_unless_recording(str(path), "Hz", "auto", "waveform", me) == (skip, skip, skip)
+        assert h.playback(str(path), me) == skip
         data = pio.from_json(fig.to_json()).data
         points.append(sum(v is not None for v in data[0].y))
         if i == 10:  # 3.3 s in: the axis has not moved yet
             assert fig.layout.xaxis.range == (0.0, LIVE_WINDOW_S)
-    assert take.size == 160_000  # the take so far, at 16 kHz
+    assert h.playback("other.wav", other) == "other.wav"  # another user's clip is theirs
     assert points[10] > points[5] > points[0]  # it grows while the window fills
     assert fig.layout.xaxis.range == pytest.approx((10.0 - LIVE_WINDOW_S, 10.0), abs=0.02)  # scrolled
     f0 = np.array([v for v in data[0].y if v is not None], float)
     assert np.median(f0) == pytest.approx(220.0, rel=0.02) and "220 Hz" in fig.layout.title.text
     level = np.asarray(fig.data[1].y, float)
     assert data[1].name == "intensity" and -30 < np.median(level) < 0
-    clip, cleared = h.live_done(take)
-    assert clip[0] == 16_000 and len(clip[1]) == 160_000 and cleared is None
-    assert h.live_done(np.zeros(100, np.float32)) == (None, None)  # too short: cleared, with a warning
+    with pytest.raises(gr.Error, match="Stop the recording first"):
+        list(h.reason(str(path), 8, 0.0, -1, me))
+    sr, take = h.live_done(me)
+    assert sr == 16_000 and len(take) == 160_000
+    assert h.live_trace(str(path), me) == skip and h.playback("take.wav", me) == "take.wav"  # ended
+    assert h.live_done(me) is None  # no take: nothing (and a warning)
+
+
+def test_a_record_press_without_a_microphone_does_not_gate_the_clip_for_good(monkeypatch):
+    """The browser sends Record, then no chunk and no Stop (microphone denied): after
+    RECORDING_STALE_S the clip's changes are clips again."""
+    from types import SimpleNamespace
+
+    from app import live
+    from app.handlers import Handlers
+
+    h = Handlers(ModelService("x", enabled=False), max_seconds=30)
+    me = SimpleNamespace(session_hash="me")
+    now = [1000.0]
+    monkeypatch.setattr(live.time, "monotonic", lambda: now[0])
+    h.live_start(me)
+    assert h.playback("clip.wav", me) == gr.skip()
+    now[0] += live.RECORDING_STALE_S + 0.1
+    assert h.playback("clip.wav", me) == "clip.wav"
 
 
 def test_the_stop_button_ends_this_sessions_generation_only(service, tmp_path):

@@ -1,7 +1,8 @@
 """A real browser (Debian's Chromium, driven by Playwright) uses the app like a person would.
 
-Set ET_SCREENSHOT=path to keep the screenshot (the README's is made this way:
-`ET_SCREENSHOT=assets/screenshot.png .venv/bin/python -m pytest tests/test_browser.py -m slow`).
+Set ET_SCREENSHOTS=folder to keep the screenshots (the README's are made this way:
+`ET_SCREENSHOTS=assets .venv/bin/python -m pytest tests/test_browser.py -m slow`): screenshot.png
+(Analyse), imitate.png, class.png.
 """
 
 import os
@@ -39,12 +40,18 @@ def page(server, playwright):
     browser.close()
 
 
+def screenshot(page, name: str, tmp_path) -> Path:
+    shot = Path(os.environ.get("ET_SCREENSHOTS") or tmp_path) / name
+    page.screenshot(path=str(shot), full_page=True)
+    return shot
+
+
 def upload(page, path, into="#clip"):
     """Upload a file into an audio input whose first source is the microphone."""
     files = page.locator(f"{into} input[type=file]")
     if not files.count():
         page.locator(f"{into} button[aria-label='Upload file']").click()
-    files.set_input_files(str(path))
+    files.set_input_files([str(p) for p in path] if isinstance(path, list) else str(path))
 
 
 def test_upload_see_the_plot_then_the_streamed_answer(page, tmp_path, record_property):
@@ -57,6 +64,7 @@ def test_upload_see_the_plot_then_the_streamed_answer(page, tmp_path, record_pro
     print(f"\nupload to plot: {upload_to_plot * 1000:.0f} ms")
     summary = page.locator("#summary")
     assert "Pitch:" in summary.inner_text() and "Intonation:" in summary.inner_text()
+    page.locator("#playback").get_by_text("0:02").wait_for()  # the clip, to play back
     assert page.locator("#plot .js-plotly-plot .scatterlayer .trace").count() >= 2
 
     page.get_by_text("Generation settings").click()
@@ -70,9 +78,7 @@ def test_upload_see_the_plot_then_the_streamed_answer(page, tmp_path, record_pro
     assert len(re.findall(r"\d+%", label.inner_text())) == 9
     assert "96 tokens" in page.locator("#reasoning").inner_text()
 
-    shot = Path(os.environ.get("ET_SCREENSHOT") or tmp_path / "app.png")
-    page.screenshot(path=str(shot), full_page=True)
-    assert shot.stat().st_size > 20_000
+    assert screenshot(page, "screenshot.png", tmp_path).stat().st_size > 20_000
 
 
 def test_the_voice_type_control_changes_the_summary(page):
@@ -135,19 +141,74 @@ def test_the_main_microphone_draws_live_then_the_analysis_replaces_it(server, pl
         page = browser.new_context(permissions=["microphone"], viewport={"width": 1400, "height": 1500}).new_page()
         page.goto(server[0])
         page.locator("#clip button", has_text="Record").first.click()
+        recording = time.perf_counter()
         page.wait_for_function(f"({points})() > 20", timeout=15_000)
         first = page.evaluate(points)
         assert page.evaluate(title).startswith("recording:")
         page.wait_for_timeout(1500)
         later = page.evaluate(points)
         assert later > first  # the trace grows while the person speaks
+        drawn_s = page.evaluate("() => { const c = document.querySelector('#plot .js-plotly-plot').calcdata[1];"
+                                " return c[c.length - 1].x }")
         page.locator("#clip button", has_text="Stop").first.click()
         start = time.perf_counter()
+        recorded_s = start - recording
         page.locator("#summary").get_by_text("Pitch:").wait_for(timeout=30_000)
         page.wait_for_function(f"({title})().includes('intonation')", timeout=30_000)
         stop_to_analysis = time.perf_counter() - start
         record_property("stop_to_analysis_s", stop_to_analysis)
-        print(f"\nlive trace {first} -> {later} points; Stop to full analysis: {stop_to_analysis * 1000:.0f} ms")
+        take_s = float(re.search(r"([\d.]+) s at", page.locator("#summary").inner_text()).group(1))
+        print(f"\nlive trace {first} -> {later} points; Stop to full analysis: {stop_to_analysis * 1000:.0f} ms;"
+              f" take {take_s:.2f} s, {drawn_s:.2f} s drawn when Stop was pressed, {recorded_s:.1f} s from the"
+              " click on Record (the microphone takes a while to open)")
+        assert take_s >= drawn_s - 0.02  # everything drawn is in the take
         assert "recording" not in page.evaluate(title)
+        page.locator("#playback").get_by_text(re.compile(r"^0:0[1-9]$")).wait_for()  # the take, to replay
     finally:
         browser.close()
+
+
+def test_imitate_a_target_and_read_the_scores(page, tmp_path):
+    """The Imitate tab: a target, an imitation (a slower monotone reading), the aligned overlay,
+    a score per dimension with its feedback."""
+    page.reload()
+    page.get_by_role("tab", name="Imitate").click()
+    upload(page, EXAMPLE.with_name("neutral.flac"), "#target")
+    upload(page, EXAMPLE.with_name("neutral_monotone_slow.flac"), "#attempt")
+    page.locator("#imitate").click()
+    page.locator("#feedback").get_by_text("Overall:").wait_for(timeout=30_000)
+    feedback = page.locator("#feedback").inner_text()
+    for dimension in ("melody", "range", "tempo", "loudness", "pauses"):
+        assert dimension in feedback
+    assert "one note" in feedback  # the monotone is named
+    page.locator("#imitate-plot .js-plotly-plot").get_by_text("imitation, aligned in time").wait_for()
+    assert page.locator("#imitate-plot .js-plotly-plot .scatterlayer .trace").count() >= 4
+    assert "overall" in page.locator("#scores").inner_text()
+    screenshot(page, "imitate.png", tmp_path)
+
+
+def test_the_class_tab_analyses_a_zip_and_lists_what_failed(page, tmp_path):
+    """The Class tab: a zip and loose files in, a row per clip, a point per clip, a CSV, and the
+    file that is not audio listed with its reason."""
+    import zipfile
+
+    archive = tmp_path / "class.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name in ("neutral.flac", "excited.flac", "subdued.flac"):
+            zf.write(EXAMPLE.with_name(name), f"anna_{name}")
+        zf.writestr("notes.txt", "not audio")
+    page.reload()
+    page.get_by_role("tab", name="Class").click()
+    page.locator("#batch-files input[type=file]").set_input_files(
+        [str(archive), str(EXAMPLE.with_name("neutral_rising.flac"))])
+    page.locator("#batch").click()
+    page.locator("#batch-failed").get_by_text("notes.txt").wait_for(timeout=60_000)
+    assert "not an audio file" in page.locator("#batch-failed").inner_text()
+    table = page.locator("#batch-table")
+    for name in ("anna_neutral.flac", "anna_excited.flac", "anna_subdued.flac", "neutral_rising.flac"):
+        assert table.get_by_text(name).count() >= 1
+    plot = page.locator("#batch-plot .js-plotly-plot")
+    plot.get_by_text("4 clips").wait_for()
+    assert plot.locator(".scatterlayer .point").count() == 4
+    page.locator("#batch-csv a[download='class.csv']").wait_for()
+    screenshot(page, "class.png", tmp_path)

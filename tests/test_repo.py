@@ -56,13 +56,21 @@ def python_block(containing: str) -> str:
 def test_the_readme_client_example_runs(server, tmp_path, espeak_sentence):
     import soundfile as sf
 
+    import zipfile
+
     sf.write(tmp_path / "clip.wav", *espeak_sentence)
+    with zipfile.ZipFile(tmp_path / "class.zip", "w") as zf:
+        zf.write(tmp_path / "clip.wav", "anna_angry.wav")
     code = python_block("gradio_client").replace("http://127.0.0.1:7860/", server[0])
-    code = code.replace('"clip.wav"', repr(str(tmp_path / "clip.wav"))).replace("1024", "8")
+    for name in ("clip.wav", "target.wav", "attempt.wav"):
+        code = code.replace(f'"{name}"', repr(str(tmp_path / "clip.wav")))
+    code = code.replace('"class.zip"', repr(str(tmp_path / "class.zip"))).replace("1024", "8")
     scope: dict = {}
     exec(compile(code, "README.md", "exec"), scope)
     assert "Pitch:" in scope["summary"] and scope["measurements"]["pitch"]["median_hz"] > 50
     assert len(scope["confidences"]["confidences"]) == 9
+    assert scope["scores"]["overall"] >= 95  # the clip imitates itself
+    assert scope["table"]["data"][0][:2] == ["class.zip/anna_angry.wav", "angry"]
 
 
 def test_the_readme_python_example_runs(tiny_checkpoint, tmp_path, espeak_sentence, capsys):

@@ -1,0 +1,93 @@
+"""The microphone takes in progress, one per browser session, kept on the server.
+
+    takes = LiveTakes(max_seconds=120)
+    takes.start(session)                 # Record pressed
+    window = takes.add(session, samples) # each 0.3 s chunk: the last seconds, or None (no take)
+    takes.recording(session)             # chunks are arriving: the clip's changes are chunks
+    samples = takes.finish(session)      # Stop pressed: the whole take, or None
+
+Why on the server and not in a gr.State: a streaming clip input sends its chunks (`.stream`) and
+its Stop (`.stop_recording`) as separate events that may run at once, and a State written by
+whichever event ends last wins, so a chunk still being drawn when Stop arrives would revive the
+take Stop ended. Here each take is one object behind a lock: a chunk added before Stop is in the
+take Stop hands over, a chunk that comes after it is dropped, and Stop's hand-over cannot be
+undone. A Record press whose microphone never opens (denied, or none: the browser sends no Stop
+then) stops counting as a recording RECORDING_STALE_S after its last sign of life, so the clip
+input is not gated for good.
+
+Known limit (Gradio 6.31's streaming input): the browser discards the partial chunk it holds when
+Stop is pressed, so a take can miss its last 0-0.3 s; people rarely stop pressing in mid-word.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine.audio import SAMPLE_RATE_HZ
+
+RECORDING_STALE_S = 2.0  # a take with no chunk for this long is not recording (chunks come every 0.3 s)
+ABANDONED_S = 600.0  # a take with no chunk for this long is dropped (its session went away)
+
+
+@dataclass(eq=False)
+class _Take:
+    samples: np.ndarray  # 16 kHz float32, the last max_seconds at most
+    last_s: float  # time.monotonic() of the start or the last chunk
+    ended: bool = False  # Stop handed it over: later chunks are dropped
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class LiveTakes:
+    def __init__(self, max_seconds: float) -> None:
+        self.max_samples = int(max_seconds * SAMPLE_RATE_HZ)
+        self._takes: dict[str, _Take] = {}
+        self._lock = threading.Lock()
+
+    def start(self, session: str) -> None:
+        """A new take for `session` (a take it had is dropped), and abandoned ones cleared."""
+        now = time.monotonic()
+        with self._lock:
+            for key in [k for k, t in self._takes.items() if now - t.last_s > ABANDONED_S]:
+                del self._takes[key]
+            self._takes[session] = _Take(np.zeros(0, np.float32), now)
+
+    def add(self, session: str, samples: np.ndarray, window_s: float) -> tuple[np.ndarray, float] | None:
+        """Append a chunk; returns (the last `window_s` seconds, the take's seconds before them),
+        or None when `session` has no take in progress (a chunk after Stop)."""
+        with self._lock:
+            take = self._takes.get(session)
+        if take is None:
+            return None
+        with take.lock:
+            if take.ended:
+                return None
+            take.samples = np.concatenate([take.samples, samples])[-self.max_samples:]
+            take.last_s = time.monotonic()
+            window = take.samples[-int(window_s * SAMPLE_RATE_HZ):]
+            return window, (len(take.samples) - len(window)) / SAMPLE_RATE_HZ
+
+    def recording(self, session: str) -> bool:
+        """Whether `session` is recording now: its clip input's changes are chunks."""
+        with self._lock:
+            take = self._takes.get(session)
+        return take is not None and not take.ended and time.monotonic() - take.last_s < RECORDING_STALE_S
+
+    def ended(self, session: str) -> bool:
+        """Whether `session` has no take in progress any more (Stop came, or none was started)."""
+        with self._lock:
+            take = self._takes.get(session)
+        return take is None or take.ended
+
+    def finish(self, session: str) -> np.ndarray | None:
+        """Stop: the whole take (None if there was none), ended for good."""
+        with self._lock:
+            take = self._takes.pop(session, None)
+        if take is None:
+            return None
+        with take.lock:  # a chunk being added finishes first, and is in the take
+            take.ended = True
+            return take.samples
