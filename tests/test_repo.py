@@ -54,9 +54,9 @@ def python_block(containing: str) -> str:
 
 
 def test_the_readme_client_example_runs(server, tmp_path, espeak_sentence):
-    import soundfile as sf
-
     import zipfile
+
+    import soundfile as sf
 
     sf.write(tmp_path / "clip.wav", *espeak_sentence)
     with zipfile.ZipFile(tmp_path / "class.zip", "w") as zf:
