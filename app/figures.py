@@ -117,11 +117,14 @@ def placeholder_figure() -> go.Figure:
 
 
 def live_figure(times_s: np.ndarray, f0_hz: np.ndarray, level_dbfs: np.ndarray,
-                window_s: float) -> go.Figure:
+                window_s: float, full_s: float | None = None) -> go.Figure:
     """While recording: the pitch growing across the plot, intensity below, over `window_s`
-    seconds, then scrolling (prosody only: the emotion needs the whole take)."""
+    seconds, then scrolling (prosody only: the emotion needs the whole take); `full_s`: the take
+    reached this limit and grows no more."""
     voiced = f0_hz[np.isfinite(f0_hz)]
-    now = f"{voiced[-1]:.0f} Hz" if voiced.size else "no voice yet"
+    now = f"pitch now {voiced[-1]:.0f} Hz" if voiced.size else "no voice yet"
+    if full_s is not None:
+        now = f"the {full_s:g} s limit is reached: press Stop"
     end = float(times_s[-1]) if len(times_s) else 0.0
     span = [max(0.0, end - window_s), max(window_s, end)]
     data = [{"type": "scatter", "x": times_s, "y": _gaps(f0_hz), "mode": "lines+markers",

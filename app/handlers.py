@@ -44,6 +44,7 @@ class Handlers:
             import spaces
 
             self.reason = spaces.GPU(duration=ZEROGPU_SECONDS)(self.reason)
+            self._label = spaces.GPU(duration=ZEROGPU_SECONDS)(self._label)  # the Class tab's answers
         except ImportError:
             pass
 
@@ -98,7 +99,7 @@ class Handlers:
         """The class at once: every clip (or every clip in a zip) analysed, one row each, a
         scatter plot, a CSV; with `with_model` the model's label for each clip fills the emotion
         column. The files that failed are kept for `batch_failures`."""
-        from engine.batch import BatchError, Failure, analyse, collect, to_csv
+        from engine.batch import BatchError, Failure, analyse, collect, failure_row, to_csv
 
         paths = [paths] if isinstance(paths, str) else [p for p in paths or [] if p]
         if not paths:
@@ -107,7 +108,8 @@ class Handlers:
         if with_model:  # refused before the prosody work, not after it
             state, message = self.service.status()
             if state != "ready":
-                raise gr.Error(f"The model is {state} ({message}): untick 'ask the model' for prosody only.")
+                raise gr.Error(f"The model is not available ({message}). Untick 'also ask the model' to "
+                           "measure the prosody alone.")
             options = GenerationOptions(max_new_tokens=_whole(max_new_tokens, "max new tokens", 1, MAX_API_TOKENS))
         with tempfile.TemporaryDirectory(prefix="batch-") as work:
             try:
@@ -125,9 +127,10 @@ class Handlers:
                         row["emotion"] = self._label(paths_by_name[row["file"]], options)
                     except (Busy, GenerationError) as exc:  # this row goes without; the rest go on
                         broken.append(Failure(row["file"], f"measured, but the model failed: {exc}"))
-        csv = to_csv(rows, Path(self._output_folder()) / "class.csv")
+        listed = rows + [failure_row(f) for f in failed + broken]  # every file: the failed say why
+        csv = to_csv(listed, Path(self._output_folder()) / "class.csv")
         failures = [(f.name, f.reason) for f in failed + broken]
-        return figures.batch_table(rows), figures.batch_figure(rows), str(csv), {"rows": rows, "failures": failures}
+        return figures.batch_table(listed), figures.batch_figure(rows), str(csv), {"rows": rows, "failures": failures}
 
     def _label(self, path, options: GenerationOptions) -> str | None:
         """The model's answer for one clip: the label it wrote, else its most probable one."""
@@ -174,6 +177,10 @@ class Handlers:
             return gr.skip(), gr.skip(), gr.skip()
         return self.prosody(audio_path, unit, voice, view)
 
+    def forget_answer(self, request: gr.Request = None):
+        """A new clip: the previous clip's reasoning, confidences and claims are cleared."""
+        return (gr.skip(),) * 3 if self.takes.recording(_session(request)) else ("", None, "")
+
     def playback(self, audio_path, request: gr.Request = None):
         """The clip to play back: the upload, the example or the whole take (not a chunk)."""
         return gr.skip() if self.takes.recording(_session(request)) else audio_path
@@ -203,15 +210,19 @@ class Handlers:
         level_db = frame_levels(window, SAMPLE_RATE_HZ, times)
         if self.takes.ended(session):
             return gr.skip()
-        return figures.live_figure(times + offset_s, f0, level_db, LIVE_WINDOW_S)
+        return figures.live_figure(times + offset_s, f0, level_db, LIVE_WINDOW_S,
+                                   full_s=self.max_seconds if self.takes.full(session) else None)
 
     def live_done(self, request: gr.Request = None):
         """Stop pressed: the whole take becomes the clip, whose change event then draws the full
         analysis over the live trace."""
-        take = self.takes.finish(_session(request))
+        take, full = self.takes.finish(_session(request))
         if take is None or len(take) < MIN_SECONDS * SAMPLE_RATE_HZ:
             gr.Warning(f"The recording is shorter than {MIN_SECONDS} s: nothing to analyse.")
             return None
+        if full:
+            gr.Warning(f"Only the first {self.max_seconds:g} s of the recording were kept: that is "
+                       "the longest clip this app analyses.")
         return SAMPLE_RATE_HZ, to_pcm16(take)[0]  # at its level: floats get normalised
 
     def _not_recording(self, request) -> None:
@@ -242,6 +253,7 @@ class Handlers:
         clip, report = self._measure(audio_path, voice)
         stop = self._stop_event(request)
         stop.clear()  # a Stop pressed while nothing ran must not end this run
+        yield "", None, ""  # the last clip's answer goes at once: it is not this clip's
         think, answer, last = "", None, 0.0
         scores, claims = None, ""
         try:

@@ -4,7 +4,7 @@
     takes.start(session)                 # Record pressed
     window = takes.add(session, samples) # each 0.3 s chunk: the last seconds, or None (no take)
     takes.recording(session)             # chunks are arriving: the clip's changes are chunks
-    samples = takes.finish(session)      # Stop pressed: the whole take, or None
+    samples, full = takes.finish(session)  # Stop pressed: the take (None if none), over the limit?
 
 Why on the server and not in a gr.State: a streaming clip input sends its chunks (`.stream`) and
 its Stop (`.stop_recording`) as separate events that may run at once, and a State written by
@@ -35,9 +35,10 @@ ABANDONED_S = 600.0  # a take with no chunk for this long is dropped (its sessio
 
 @dataclass(eq=False)
 class _Take:
-    samples: np.ndarray  # 16 kHz float32, the last max_seconds at most
+    samples: np.ndarray  # 16 kHz float32, the first max_seconds at most
     last_s: float  # time.monotonic() of the start or the last chunk
     ended: bool = False  # Stop handed it over: later chunks are dropped
+    full: bool = False  # it reached max_seconds: what came after was not kept
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -65,7 +66,9 @@ class LiveTakes:
         with take.lock:
             if take.ended:
                 return None
-            take.samples = np.concatenate([take.samples, samples])[-self.max_samples:]
+            room = self.max_samples - len(take.samples)  # the clip limit: the start is kept, as
+            take.full = take.full or len(samples) > room  # an upload's would be (not the end)
+            take.samples = np.concatenate([take.samples, samples[:max(room, 0)]])
             take.last_s = time.monotonic()
             window = take.samples[-int(window_s * SAMPLE_RATE_HZ):]
             return window, (len(take.samples) - len(window)) / SAMPLE_RATE_HZ
@@ -82,12 +85,19 @@ class LiveTakes:
             take = self._takes.get(session)
         return take is None or take.ended
 
-    def finish(self, session: str) -> np.ndarray | None:
-        """Stop: the whole take (None if there was none), ended for good."""
+    def full(self, session: str) -> bool:
+        """Whether `session`'s take reached max_seconds (later chunks are not kept)."""
+        with self._lock:
+            take = self._takes.get(session)
+        return take is not None and take.full
+
+    def finish(self, session: str) -> tuple[np.ndarray | None, bool]:
+        """Stop: (the take, or None if there was none; whether it reached max_seconds), ended
+        for good."""
         with self._lock:
             take = self._takes.pop(session, None)
         if take is None:
-            return None
+            return None, False
         with take.lock:  # a chunk being added finishes first, and is in the take
             take.ended = True
-            return take.samples
+            return take.samples, take.full

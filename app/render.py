@@ -26,7 +26,7 @@ def summary_markdown(report: ProsodyReport, clip: Clip) -> str:
         notes.append(f"{clip.source_channels} channels mixed to mono")
     head = f"**{clip.duration_s:.1f} s** at {clip.source_rate_hz} Hz"
     if report.speech_found and report.pitch.reliable:
-        head += f" · voice type: {html.escape(report.voice_type.reason)}"
+        head += f" · voice type: {html.escape(report.voice_type.reason, quote=False)}"
     body = "\n".join(f"- {line}" for line in describe(report))
     tail = f"\n\n_Note: {'; '.join(notes)}._" if notes else ""
     return f"{head}\n\n{body}{tail}"
@@ -35,7 +35,7 @@ def summary_markdown(report: ProsodyReport, clip: Clip) -> str:
 def status_markdown(state: str, message: str) -> str:
     words = {"loading": "Loading the model", "ready": "Model ready",
              "unavailable": "Model unavailable — prosody still works", "off": "Prosody only"}
-    return f"{STATE_MARK.get(state, '')} **{words.get(state, state)}:** {html.escape(message)}"
+    return f"{STATE_MARK.get(state, '')} **{words.get(state, state)}:** {html.escape(message, quote=False)}"
 
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>])")  # CommonMark's escapable punctuation
@@ -63,7 +63,7 @@ def claims_markdown(claims: list) -> str:
     rows = ["| the reasoning says | verdict | measured |", "| --- | --- | --- |"]
     for c in claims:
         said = ("not " if c.negated else "") + f"“{plain(c.text)}”"
-        rows.append(f"| {said} | {VERDICT_MARK[c.verdict]} | {html.escape(c.measured)} |")
+        rows.append(f"| {said} | {VERDICT_MARK[c.verdict]} | {html.escape(c.measured, quote=False)} |")
     checked = [c for c in claims if c.verdict != "not measured"]
     share = (f"\n\n{sum(c.verdict == 'supported' for c in checked)} of {len(checked)} checkable "
              "claims agree with the measurements." if checked else "")

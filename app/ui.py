@@ -76,7 +76,7 @@ def build(settings: Settings, service: ModelService) -> gr.Blocks:
                         view = gr.Radio(list(VIEWS), value="waveform", label="pitch over", scale=0,
                                         elem_id="view")
                     plot = gr.Plot(figures.placeholder_figure(), elem_id="plot",
-                                   label="Pitch over the waveform, intensity below")
+                                   label="Pitch and intensity")
                     voice = gr.Radio(list(VOICE_TYPES), value="auto", elem_id="voice",
                                      label="voice type: whose pitch counts as low or high "
                                            "(auto: assumed from the clip where it is clear)")
@@ -143,24 +143,24 @@ def build(settings: Settings, service: ModelService) -> gr.Blocks:
                                    label="Your imitation", elem_id="attempt")
             imitate_btn = gr.Button("Score my imitation", variant="primary", elem_id="imitate")
             imitate_plot = gr.Plot(label="Target and imitation, aligned in time", elem_id="imitate-plot")
-            with gr.Row():
-                with gr.Column(scale=3):
-                    feedback = gr.Markdown(elem_id="feedback")
-                with gr.Column(scale=1):
-                    scores = gr.JSON(label="Scores (0-100)", elem_id="scores")
+            feedback = gr.Markdown(elem_id="feedback")
+            with gr.Accordion("The scores as JSON (what /imitate returns)", open=False):
+                scores = gr.JSON(label="scores", elem_id="scores")
             imitate_reason_btn = gr.Button("What emotion does each convey? (the model)")
             target_answer, attempt_answer = two_answers("Target", "Imitation")
 
         with gr.Tab("Class"):
             gr.Markdown(f"A whole class at once: upload the clips (several files, or one zip; up to "
-                        f"{settings.batch_max_clips} clips and {settings.batch_max_mb} MB). Each is "
+                        f"{settings.batch_max_clips} clips and {settings.batch_max_mb} MiB). Each is "
                         "analysed; sort the table by any column, choose what the plot shows, "
                         "download the CSV. A tag in the file name (angry, happy, ... or RAVDESS's "
                         "numbering) colours the points.")
             batch_files = gr.File(file_count="multiple", label="Clips, or one zip of them",  # any
                                   elem_id="batch-files")  # type: what is not audio is listed, not refused
             with gr.Row():
-                batch_model = gr.Checkbox(False, label="also ask the model for each clip's emotion (slow)")
+                batch_voice = gr.Radio(list(VOICE_TYPES), value="auto", label="voice type (auto: per clip)")
+                batch_model = gr.Checkbox(False, label="also ask the model for each clip's emotion "
+                                                      "(slow; the Analyse tab's generation settings)")
                 batch_btn = gr.Button("Analyse the class", variant="primary", elem_id="batch")
             with gr.Row():
                 x_axis = gr.Dropdown(list(NUMERIC), value=figures.BATCH_AXES[0], label="x axis")
@@ -168,7 +168,7 @@ def build(settings: Settings, service: ModelService) -> gr.Blocks:
                 colour = gr.Dropdown(list(figures.BATCH_COLOURS), value=figures.BATCH_COLOURS[0],
                                      label="colour by")
             batch_plot = gr.Plot(label="One point per clip", elem_id="batch-plot")
-            batch_table = gr.Dataframe(label="One row per clip (click a header to sort)",
+            batch_table = gr.Dataframe(label="One row per file (sort from a column's ⋮ menu; failed files say why)",
                                        interactive=False, elem_id="batch-table")
             batch_failed = gr.Markdown(elem_id="batch-failed")
             batch_csv = gr.File(label="CSV", elem_id="batch-csv")
@@ -178,10 +178,12 @@ def build(settings: Settings, service: ModelService) -> gr.Blocks:
         # the clip input streams the microphone: while a take records, its changes are chunks,
         # which the live trace draws (app/live.py); the handlers below skip them then
         prosody_io = dict(inputs=[audio, unit, voice, view], outputs=[plot, summary, measurements])
-        audio.change(h.prosody_unless_recording, api_name="prosody", queue=False,
-                     show_progress="hidden", **prosody_io)
+        audio.change(h.prosody_unless_recording, api_name="prosody", concurrency_limit=None,
+                     show_progress="hidden", **prosody_io)  # queued: its errors reach the page
         audio.change(h.playback, audio, playback, api_visibility="private", queue=False,
                      show_progress="hidden")
+        audio.change(h.forget_answer, None, [reasoning, label, claims], api_visibility="private",
+                     queue=False, show_progress="hidden")
         audio.start_recording(h.live_start, None, plot, api_visibility="private", queue=False)
         audio.stream(h.live_trace, audio, plot, stream_every=LIVE_EVERY_S,
                      time_limit=int(settings.max_seconds), api_visibility="private",
@@ -211,7 +213,7 @@ def build(settings: Settings, service: ModelService) -> gr.Blocks:
         imitate_reason_btn.click(h.reason, [target, *settings_in], target_answer, api_visibility="private",
                                  concurrency_limit=None).then(
             h.reason, [attempt, *settings_in], attempt_answer, api_visibility="private", concurrency_limit=None)
-        batch_btn.click(h.batch, [batch_files, voice, batch_model, max_tokens],
+        batch_btn.click(h.batch, [batch_files, batch_voice, batch_model, max_tokens],
                         [batch_table, batch_plot, batch_csv, batch_result], api_name="batch",
                         concurrency_limit=2).then(
             h.batch_failures, batch_result, batch_failed, api_visibility="private")

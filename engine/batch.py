@@ -1,9 +1,9 @@
 """A whole class at once: many clips (or zips of them) -> one row of measures per clip, and a CSV.
 
-    from engine.batch import Limits, analyse, collect, to_csv
+    from engine.batch import Limits, analyse, collect, failure_row, to_csv
     items, failed = collect(["class.zip", "extra.wav"], workdir)   # BatchError: over the upload limit
     rows, more_failed = analyse(items, voice="auto", progress=lambda done, total, name: ...)
-    to_csv(rows, workdir / "class.csv")              # header COLUMNS; failures are listed, not written
+    to_csv(rows + [failure_row(f) for f in failed + more_failed], workdir / "class.csv")  # header COLUMNS
 
 A clip that cannot be used never stops the batch: it becomes a `Failure` with a reason a teacher can
 act on, and the rest go on. Zips are opened defensively (`collect`):
@@ -316,7 +316,7 @@ def tag(name: str) -> str | None:
 COLUMNS = ("file", "tag", "duration_s", "speech_found", "voice_type", "pitch_median_hz",
            "pitch_range_st", "level_dbfs", "articulation_rate_sps", "syllables_per_s",
            "syllable_count", "pause_count", "pause_s", "intonation", "jitter_local",
-           "shimmer_local", "hnr_db", "pitch_level", "energy_level", "rate_level", "emotion")
+           "shimmer_local", "hnr_db", "pitch_level", "energy_level", "rate_level", "emotion", "error")
 NUMERIC = ("duration_s", "pitch_median_hz", "pitch_range_st", "level_dbfs", "articulation_rate_sps",
            "syllables_per_s", "syllable_count", "pause_count", "pause_s", "jitter_local",
            "shimmer_local", "hnr_db")
@@ -324,7 +324,8 @@ NUMERIC = ("duration_s", "pitch_median_hz", "pitch_range_st", "level_dbfs", "art
 
 def row(name: str, report: ProsodyReport) -> dict[str, Any]:
     """One clip's row (COLUMNS), JSON-safe: None where unmeasurable; "emotion" is left None for
-    the app to fill when the model ran. Jitter and shimmer are fractions (0.01 = 1 %)."""
+    the app to fill when the model ran, "error" None (`failure_row` fills it for a file that
+    failed). Jitter and shimmer are fractions (0.01 = 1 %)."""
     p, r, v, lv = report.pitch, report.rate, report.voice, report.levels
     values = dict(
         file=name, tag=tag(name), duration_s=_num(report.duration_s, 3), speech_found=bool(report.speech_found),
@@ -334,8 +335,14 @@ def row(name: str, report: ProsodyReport) -> dict[str, Any]:
         syllable_count=int(r.syllable_count), pause_count=int(r.pause_count), pause_s=_num(r.pause_s, 3),
         intonation=report.intonation.label, jitter_local=_num(v.jitter_local, 5),
         shimmer_local=_num(v.shimmer_local, 5), hnr_db=_num(v.hnr_db, 2), pitch_level=lv.pitch,
-        energy_level=lv.energy, rate_level=lv.speed, emotion=None)
+        energy_level=lv.energy, rate_level=lv.speed, emotion=None, error=None)
     return {c: values[c] for c in COLUMNS}
+
+
+def failure_row(failure: Failure) -> dict[str, Any]:
+    """A file that was not analysed, as a row: its name, its tag and why (the measures empty), so
+    the table and the CSV account for every file a teacher uploaded."""
+    return {**dict.fromkeys(COLUMNS), "file": failure.name, "tag": tag(failure.name), "error": failure.reason}
 
 
 def _num(x: float | None, nd: int) -> float | None:

@@ -205,17 +205,18 @@ def _melody(t: ProsodyReport, a: ProsodyReport, path: np.ndarray) -> Score:
     both = np.isfinite(x) & np.isfinite(y)
     if both.sum() < MIN_PAIRS:
         return _unmeasurable("melody", "melody", f"only {int(both.sum())} aligned frames are voiced in both")
-    x, y, time = x[both], y[both], t.contours.time_s[path[both, 0]]
+    x, y = x[both], y[both]
+    time, time_a = t.contours.time_s[path[both, 0]], a.contours.time_s[path[both, 1]]
     sx, sy = float(np.std(x)), float(np.std(y))
     flat = (sx < FLAT_STD_ST, sy < FLAT_STD_ST)
     if any(flat):  # no shape to correlate (and a correlation of constants is NaN)
         measure, feedback = _FLAT[flat]
         return Score("melody", 100.0 if all(flat) else 0.0,
-                     f"{measure} (sd {sx:.1f} st vs {sy:.1f} st)", feedback)
+                     f"{measure}: sd {sx:.1f} st (target) vs {sy:.1f} st (yours)", feedback)
     r = float(np.corrcoef(x, y)[0, 1])
     score = 100.0 * max(0.0, r)
     feedback = ("Your melody follows the target's closely." if score >= GOOD
-                else _melody_hint((x - x.mean()) / sx, (y - y.mean()) / sy, x, y, time))
+                else _melody_hint((x - x.mean()) / sx, (y - y.mean()) / sy, x, y, time, time_a))
     return Score("melody", score, f"contour correlation {r:.2f}", feedback)
 
 
@@ -226,15 +227,17 @@ _FLAT = {(True, True): ("both contours flat", "Like the target, you keep your vo
                          "The target stays on one note, but your voice moves up and down: keep it level.")}
 
 
-def _melody_hint(zx, zy, x, y, time) -> str:
+def _melody_hint(zx, zy, x, y, time, time_a) -> str:
     """Where the shapes (z-scores: range is scored apart) differ most, by thirds of the target's
-    time, and how: opposite movements first, else higher or lower."""
+    time, and how: opposite movements first, else higher or lower. Each voice's movement is
+    measured on its own clock (`time` the target's, `time_a` the attempt's, along the path): a
+    fall the alignment squeezed into one target frame is still the attempt's fall."""
     third = np.clip(((time - time[0]) / max(time[-1] - time[0], 1e-9) * 3).astype(int), 0, 2)
     gaps = [np.mean(np.abs(zy - zx)[third == k]) * (END_WEIGHT if k == 2 else 1.0)
             if (third == k).sum() >= 3 else -1.0 for k in range(3)]
     k = int(np.argmax(gaps))
     sel = third == k
-    theirs, yours = _movement(time[sel], x[sel]), _movement(time[sel], y[sel])
+    theirs, yours = _movement(time[sel], x[sel]), _movement(time_a[sel], y[sel])
     if theirs != yours:
         return f"Your voice {yours} {THIRDS[k]} where the target {theirs}."
     side = "higher" if np.mean(zy[sel] - zx[sel]) > 0 else "lower"

@@ -361,7 +361,13 @@ def test_batch_analyses_a_zip_and_files_listing_what_it_cannot(client, server, t
     files = [handle_file(str(archive)), handle_file(str(EXAMPLES / "neutral_rising.flac")),
              handle_file(str(broken)), handle_file(str(notes))]
     table, fig, csv_path = client.predict(files, api_name="/batch")
-    rows = [dict(zip(table["headers"], r)) for r in table["data"]]
+    listed = [dict(zip(table["headers"], r)) for r in table["data"]]
+    rows = [r for r in listed if r["error"] is None]
+    failed = {r["file"]: r["error"] for r in listed if r["error"] is not None}  # every file is accounted for
+    assert set(failed) == {"class.zip/../escape.wav", "class.zip/notes.txt", "bob_angry.wav", "notes.txt"}
+    assert "leaves the archive" in failed["class.zip/../escape.wav"]
+    assert "not an audio file" in failed["class.zip/notes.txt"] and "could not be read" in failed["bob_angry.wav"]
+    assert all(r["pitch_median_hz"] is None for r in listed if r["error"])
     assert [r["file"] for r in rows] == ["class.zip/group1/anna_neutral.flac", "class.zip/group1/anna_subdued.flac",
                                          "class.zip/group1/anna_happy.flac", "neutral_rising.flac"]
     assert [r["tag"] for r in rows] == ["neutral", None, "happy", "neutral"]
@@ -372,13 +378,14 @@ def test_batch_analyses_a_zip_and_files_listing_what_it_cannot(client, server, t
         assert r["syllable_count"] == report.rate.syllable_count
     with open(csv_path, newline="", encoding="utf-8") as f:
         read = list(csv.DictReader(f))
-    assert [r["file"] for r in read] == [r["file"] for r in rows]
+    assert [r["file"] for r in read] == [r["file"] for r in listed]  # the CSV lists the failed too
     points = sum(len(values(t.x)) for t in pio.from_json(fig["plot"]).data)
     assert points == 4
 
     too_many = [handle_file(str(p)) for p in sorted(EXAMPLES.glob("*.flac"))]  # 6 > the server's 5
     table, _, _ = client.predict(too_many, api_name="/batch")
-    assert len(table["data"]) == 5
+    errors = [dict(zip(table["headers"], r))["error"] for r in table["data"]]
+    assert len(errors) == 6 and errors.count(None) == 5 and "at most 5 clips" in errors[-1]
 
 
 def test_batch_failures_are_listed_with_their_reasons(tmp_path):
@@ -396,7 +403,7 @@ def test_batch_failures_are_listed_with_their_reasons(tmp_path):
     broken.write_bytes(b"RIFF not really")
     h = Handlers(ModelService("x", enabled=False), max_seconds=30)
     table, _, _, result = h.batch([str(archive), str(broken)], progress=lambda *a, **k: None)
-    assert list(table["file"]) == ["class.zip/a.flac"]
+    assert list(table["file"])[0] == "class.zip/a.flac" and len(table) == 4
     failed = h.batch_failures(result).replace("\\", "")  # as displayed: Markdown escapes removed
     assert "3 not analysed" in failed and "escape.wav" in failed and "leaves the archive" in failed
     assert "notes.txt" in failed and "not an audio file" in failed and "- b.wav:" in failed

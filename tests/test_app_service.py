@@ -237,3 +237,29 @@ def test_the_lab_places_a_changed_pitch_for_the_original_speakers_voice(tmp_path
     assert h.speaker_voice(None) == "auto"
     _, report = h._measure(str(changed), h.speaker_voice(str(original)))
     assert report.levels.pitch == "high" and report.voice_type.assumed == "male"
+
+
+def test_a_recording_past_the_clip_limit_keeps_its_start_and_says_so(monkeypatch):
+    """As an upload over --max-seconds is refused in words, a take that runs past it keeps its
+    first max_seconds, the live title says to stop, and Stop warns that the rest was not kept."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from app.handlers import Handlers
+    from engine.prosody import analyze
+
+    warned = []
+    monkeypatch.setattr(gr, "Warning", lambda message: warned.append(message))
+    h = Handlers(ModelService("x", enabled=False), max_seconds=2)
+    me = SimpleNamespace(session_hash="me")
+    x = np.concatenate([synth.harmonic(200.0, 2.0, syllable_hz=4.0),  # kept
+                        synth.harmonic(300.0, 1.0, syllable_hz=4.0)]).astype(np.float32)  # over
+    h.live_start(me)
+    for start in range(0, len(x), 4800):
+        fig = h.live_trace((16_000, x[start:start + 4800]), me)
+    assert "limit is reached" in fig.layout.title.text
+    sr, take = h.live_done(me)
+    assert len(take) == 32_000
+    assert analyze(from_array(take.astype(np.float32) / 32768, sr)).pitch.median_hz == pytest.approx(200, rel=0.02)
+    assert warned and "Only the first 2 s" in warned[0]

@@ -183,7 +183,8 @@ def test_imitate_a_target_and_read_the_scores(page, tmp_path):
     assert "one note" in feedback  # the monotone is named
     page.locator("#imitate-plot .js-plotly-plot").get_by_text("imitation, aligned in time").wait_for()
     assert page.locator("#imitate-plot .js-plotly-plot .scatterlayer .trace").count() >= 4
-    assert "overall" in page.locator("#scores").inner_text()
+    page.get_by_text("The scores as JSON").click()
+    page.locator("#scores").get_by_text("overall").wait_for()
     screenshot(page, "imitate.png", tmp_path)
 
 
@@ -212,3 +213,17 @@ def test_the_class_tab_analyses_a_zip_and_lists_what_failed(page, tmp_path):
     assert plot.locator(".scatterlayer .point").count() == 4
     page.locator("#batch-csv a[download='class.csv']").wait_for()
     screenshot(page, "class.png", tmp_path)
+
+
+def test_a_clip_over_the_limit_is_refused_in_words(page, tmp_path):
+    """An upload longer than the server's --max-seconds (12 s in the tests): a message naming the
+    limit, not a silent nothing."""
+    import numpy as np
+    import soundfile as sf
+
+    path = tmp_path / "long.wav"
+    t = np.arange(13 * 16000) / 16000
+    sf.write(path, 0.3 * np.sin(2 * np.pi * 150 * t) * (np.sin(2 * np.pi * 3 * t) > 0), 16000)
+    page.reload()
+    upload(page, path)
+    page.get_by_text(re.compile(r"the limit is 12 s")).first.wait_for(timeout=30_000)
