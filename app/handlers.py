@@ -173,17 +173,17 @@ class Handlers:
                                  request: gr.Request = None):
         """The clip changed: analyse it, unless it is a microphone chunk of a take in progress
         (a streaming microphone changes the clip's value every chunk; the live trace draws then)."""
-        if self.takes.recording(_session(request)):
+        if self.takes.is_chunk(_session(request), audio_path):
             return gr.skip(), gr.skip(), gr.skip()
         return self.prosody(audio_path, unit, voice, view)
 
-    def forget_answer(self, request: gr.Request = None):
+    def forget_answer(self, audio_path, request: gr.Request = None):
         """A new clip: the previous clip's reasoning, confidences and claims are cleared."""
-        return (gr.skip(),) * 3 if self.takes.recording(_session(request)) else ("", None, "")
+        return (gr.skip(),) * 3 if self.takes.is_chunk(_session(request), audio_path) else ("", None, "")
 
     def playback(self, audio_path, request: gr.Request = None):
         """The clip to play back: the upload, the example or the whole take (not a chunk)."""
-        return gr.skip() if self.takes.recording(_session(request)) else audio_path
+        return gr.skip() if self.takes.is_chunk(_session(request), audio_path) else audio_path
 
     def live_start(self, request: gr.Request = None):
         """Record pressed: a new take for this session, and empty live axes."""
@@ -216,14 +216,23 @@ class Handlers:
     def live_done(self, request: gr.Request = None):
         """Stop pressed: the whole take becomes the clip, whose change event then draws the full
         analysis over the live trace."""
-        take, full = self.takes.finish(_session(request))
+        import uuid
+
+        import soundfile as sf
+
+        session = _session(request)
+        take, full = self.takes.finish(session)
         if take is None or len(take) < MIN_SECONDS * SAMPLE_RATE_HZ:
             gr.Warning(f"The recording is shorter than {MIN_SECONDS} s: nothing to analyse.")
             return None
         if full:
             gr.Warning(f"Only the first {self.max_seconds:g} s of the recording were kept: that is "
                        "the longest clip this app analyses.")
-        return SAMPLE_RATE_HZ, to_pcm16(take)[0]  # at its level: floats get normalised
+        name = f"take-{uuid.uuid4().hex[:12]}.wav"  # unique: the clip's change to it is the take's
+        path = Path(self._output_folder()) / name
+        sf.write(path, to_pcm16(take)[0], SAMPLE_RATE_HZ, subtype="PCM_16")  # at its level
+        self.takes.handed_over(session, name)
+        return str(path)
 
     def _not_recording(self, request) -> None:
         """Refuse to use the clip while its microphone records: its value is the last chunk."""

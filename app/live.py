@@ -3,8 +3,9 @@
     takes = LiveTakes(max_seconds=120)
     takes.start(session)                 # Record pressed
     window = takes.add(session, samples) # each 0.3 s chunk: the last seconds, or None (no take)
-    takes.recording(session)             # chunks are arriving: the clip's changes are chunks
     samples, full = takes.finish(session)  # Stop pressed: the take (None if none), over the limit?
+    takes.handed_over(session, "take-1f3a.wav")  # the file the take became
+    takes.is_chunk(session, path)        # a change of the clip input that is a chunk, not a clip
 
 Why on the server and not in a gr.State: a streaming clip input sends its chunks (`.stream`) and
 its Stop (`.stop_recording`) as separate events that may run at once, and a State written by
@@ -15,12 +16,17 @@ undone. A Record press whose microphone never opens (denied, or none: the browse
 then) stops counting as a recording RECORDING_STALE_S after its last sign of life, so the clip
 input is not gated for good.
 
+Which changes of the clip input are chunks: all of them while a take records, and, for
+CHUNK_GRACE_S after Stop, all but the file the take became (a chunk's change event may be
+processed after Stop's, and must not replace the take's analysis with a 0.3 s one).
+
 Known limit (Gradio 6.31's streaming input): the browser discards the partial chunk it holds when
 Stop is pressed, so a take can miss its last 0-0.3 s; people rarely stop pressing in mid-word.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,6 +37,7 @@ from engine.audio import SAMPLE_RATE_HZ
 
 RECORDING_STALE_S = 2.0  # a take with no chunk for this long is not recording (chunks come every 0.3 s)
 ABANDONED_S = 600.0  # a take with no chunk for this long is dropped (its session went away)
+CHUNK_GRACE_S = 1.5  # after Stop, a change that is not the take is a late chunk for this long
 
 
 @dataclass(eq=False)
@@ -46,6 +53,7 @@ class LiveTakes:
     def __init__(self, max_seconds: float) -> None:
         self.max_samples = int(max_seconds * SAMPLE_RATE_HZ)
         self._takes: dict[str, _Take] = {}
+        self._handed: dict[str, tuple[float, str]] = {}  # session -> (when, the take's file name)
         self._lock = threading.Lock()
 
     def start(self, session: str) -> None:
@@ -78,6 +86,19 @@ class LiveTakes:
         with self._lock:
             take = self._takes.get(session)
         return take is not None and not take.ended and time.monotonic() - take.last_s < RECORDING_STALE_S
+
+    def handed_over(self, session: str, name: str) -> None:
+        """The take Stop ended became the file called `name` (its base name, unique)."""
+        with self._lock:
+            self._handed[session] = (time.monotonic(), name)
+
+    def is_chunk(self, session: str, path) -> bool:
+        """Whether a change of `session`'s clip input to `path` is a microphone chunk."""
+        if self.recording(session):
+            return True
+        with self._lock:
+            when, name = self._handed.get(session, (-CHUNK_GRACE_S, ""))
+        return time.monotonic() - when < CHUNK_GRACE_S and os.path.basename(str(path or "")) != name
 
     def ended(self, session: str) -> bool:
         """Whether `session` has no take in progress any more (Stop came, or none was started)."""

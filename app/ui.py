@@ -182,7 +182,7 @@ def build(settings: Settings, service: ModelService) -> gr.Blocks:
                      show_progress="hidden", **prosody_io)  # queued: its errors reach the page
         audio.change(h.playback, audio, playback, api_visibility="private", queue=False,
                      show_progress="hidden")
-        audio.change(h.forget_answer, None, [reasoning, label, claims], api_visibility="private",
+        audio.change(h.forget_answer, audio, [reasoning, label, claims], api_visibility="private",
                      queue=False, show_progress="hidden")
         audio.start_recording(h.live_start, None, plot, api_visibility="private", queue=False)
         audio.stream(h.live_trace, audio, plot, stream_every=LIVE_EVERY_S,

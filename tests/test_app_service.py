@@ -7,7 +7,7 @@ import gradio as gr
 import pytest
 
 from app.service import Busy, ModelService, Waiting
-from engine.audio import from_array
+from engine.audio import from_array, load_audio
 from engine.prosody import synth
 from engine.reasoning.reasoner import Done, TextDelta
 
@@ -126,9 +126,12 @@ def test_the_live_trace_grows_across_the_main_plot_then_hands_over_the_take(tmp_
     assert data[1].name == "intensity" and -30 < np.median(level) < 0
     with pytest.raises(gr.Error, match="Stop the recording first"):
         list(h.reason(str(path), 8, 0.0, -1, me))
-    sr, take = h.live_done(me)
-    assert sr == 16_000 and len(take) == 160_000
-    assert h.live_trace(str(path), me) == skip and h.playback("take.wav", me) == "take.wav"  # ended
+    taken = h.live_done(me)
+    clip = load_audio(taken)
+    assert clip.sample_rate_hz == 16_000 and clip.samples.size == 160_000
+    assert h.live_trace(str(path), me) == skip  # a chunk after Stop: dropped
+    assert h.playback(str(path), me) == skip  # ... and its late change event is not the clip
+    assert h.playback(taken, me) == taken  # the take is
     assert h.live_done(me) is None  # no take: nothing (and a warning)
 
 
@@ -259,7 +262,7 @@ def test_a_recording_past_the_clip_limit_keeps_its_start_and_says_so(monkeypatch
     for start in range(0, len(x), 4800):
         fig = h.live_trace((16_000, x[start:start + 4800]), me)
     assert "limit is reached" in fig.layout.title.text
-    sr, take = h.live_done(me)
-    assert len(take) == 32_000
-    assert analyze(from_array(take.astype(np.float32) / 32768, sr)).pitch.median_hz == pytest.approx(200, rel=0.02)
+    take = load_audio(h.live_done(me))
+    assert take.samples.size == 32_000
+    assert analyze(take).pitch.median_hz == pytest.approx(200, rel=0.02)
     assert warned and "Only the first 2 s" in warned[0]
