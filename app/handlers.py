@@ -17,7 +17,7 @@ import numpy as np
 from app import figures, render
 from app.live import LiveTakes
 from app.service import Busy, ModelService, Waiting
-from engine.audio import MIN_SECONDS, SAMPLE_RATE_HZ, Clip, from_array, load_audio, to_pcm16
+from engine.audio import MIN_SECONDS, SAMPLE_RATE_HZ, Clip, from_array, load_audio, to_pcm16, write_wav
 from engine.batch import Limits
 from engine.grounding import check
 from engine.prosody import ProsodyReport, analyze
@@ -218,8 +218,6 @@ class Handlers:
         analysis over the live trace."""
         import uuid
 
-        import soundfile as sf
-
         session = _session(request)
         take, full = self.takes.finish(session)
         if take is None or len(take) < MIN_SECONDS * SAMPLE_RATE_HZ:
@@ -230,7 +228,7 @@ class Handlers:
                        "the longest clip this app analyses.")
         name = f"take-{uuid.uuid4().hex[:12]}.wav"  # unique: the clip's change to it is the take's
         path = Path(self._output_folder()) / name
-        sf.write(path, to_pcm16(take)[0], SAMPLE_RATE_HZ, subtype="PCM_16")  # at its level
+        write_wav(path, from_array(take, SAMPLE_RATE_HZ, max_seconds=self.max_seconds))  # at its level
         self.takes.handed_over(session, name)
         return str(path)
 

@@ -1,9 +1,22 @@
 """Shared fixtures: speech made on the spot, never downloaded."""
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from engine.prosody import synth
+
+# Real recordings to measure with (read and acted speech, licensed for measurement only, so never
+# copied into the repository): ET_REALSPEECH, else the project's shared folder beside the checkout,
+# else where this project's machines keep it (a clone elsewhere, as CI's, still finds it).
+_PLACES = [os.environ.get("ET_REALSPEECH"), Path(__file__).resolve().parents[2] / "shared" / "realspeech-dev",
+           "/work/shared/realspeech-dev"]
+REALSPEECH = next((Path(p) for p in _PLACES if p and (Path(p) / "MANIFEST.tsv").exists()),
+                  Path(_PLACES[1]))
+NO_REALSPEECH = (f"the real recordings are not on this machine ({REALSPEECH}: they are licensed for "
+                 "measurement and never copied into the repository); set ET_REALSPEECH to their folder")
 
 
 def pytest_configure(config):

@@ -16,8 +16,9 @@ from engine import batch
 from engine.audio import from_array, write_wav
 from engine.batch import COLUMNS, NUMERIC, BatchError, Item, Limits, analyse, collect, tag, to_csv
 from engine.prosody import synth
+from tests.conftest import NO_REALSPEECH
+from tests.conftest import REALSPEECH as REAL
 
-REAL = Path("/work/shared/realspeech-dev")  # real recordings: measured from, never copied here
 MIB = 1024 * 1024
 
 
@@ -342,7 +343,7 @@ EMOTION_LABEL = {"neutral": "neutral", "calm": "neutral", "happy": "happy", "sad
                  "fear": "fear", "disgust": "contempt", "surprise": "surprise", "-": None}
 
 
-@pytest.mark.skipif(not (REAL / "MANIFEST.tsv").exists(), reason="no real recordings here")
+@pytest.mark.skipif(not (REAL / "MANIFEST.tsv").exists(), reason=NO_REALSPEECH)
 def test_a_zip_of_real_recordings(tmp_path, capsys):
     import parselmouth
 

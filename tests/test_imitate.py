@@ -2,7 +2,6 @@
 
 import csv
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +10,8 @@ from engine.audio import from_array, load_audio
 from engine.imitate import DIMENSIONS, MAX_SECONDS, compare, dtw, ratio_score
 from engine.prosody import analyze, synth
 from engine.prosody.manipulate import manipulate
-
-REAL = Path("/work/shared/realspeech-dev")
+from tests.conftest import NO_REALSPEECH
+from tests.conftest import REALSPEECH as REAL
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +207,7 @@ def test_real_speech_two_speakers_and_a_psola_imitation():
     """Two RAVDESS actors (a man, a woman) saying the same sentence: measured and printed; and
     the woman's clip against its own PSOLA copy 8 st lower and 1.3x faster, whose truth is known."""
     if not (REAL / "MANIFEST.tsv").exists():
-        pytest.skip(f"{REAL} is absent (real recordings are not part of the repository)")
+        pytest.skip(NO_REALSPEECH)
     with open(REAL / "MANIFEST.tsv") as f:
         pick = {(r["speaker"], r["text"], r["emotion"]): r["path"] for r in csv.DictReader(f, delimiter="\t")}
     man, woman = (load_audio(REAL / pick[(who, "Kids are talking by the door.", "neutral")])
