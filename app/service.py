@@ -2,12 +2,12 @@
 
 `ModelService` starts loading at once in a thread, so the page is up in seconds and everything
 that does not need the model works meanwhile. Its `status()` says loading / ready / unavailable
-(with the reason and the fix). `reason(...)` streams one clip's reasoning. On a GPU, requests that
-wait together decode together (up to `max_batch`, engine.reasoning.scheduler); elsewhere one at a
-time. Requests that cannot start at once wait in arrival order, at most `queue_size` of them
-(then a clear "busy" error; 0: served only when the model is idle), and each waiting request
-reports its own place in the line. Prosody never goes through here, so it never waits behind
-the model.
+(with the reason and the fix). `reason(...)` streams one clip's reasoning. On a GPU, requests
+decode together (up to `max_batch`; one that arrives while others decode joins them,
+engine.reasoning.scheduler); elsewhere one at a time. Requests that cannot start at once wait
+in arrival order, at most `queue_size` of them (then a clear "busy" error; 0: served only when
+the model is idle), and each waiting request reports its own place in the line. Prosody never
+goes through here, so it never waits behind the model.
 """
 
 from __future__ import annotations

@@ -91,22 +91,28 @@ def weight_table() -> None:
 MODES = ("generate", "eager", "compiled")  # transformers' generate; the engine's loop, eager / compiled
 
 
-def concurrent(reasoner, clip, n: int, new_tokens: int) -> dict:
+def concurrent(reasoner, clip, n: int, new_tokens: int, stagger_s: float = 0.0) -> dict:
     """`n` users asking at the same moment (submitted while the model is held, so they start as
-    one batch), each read by its own thread as the app reads them: per-stream TTFT and tok/s,
-    and the aggregate tokens per second of wall time."""
+    one batch), or one every `stagger_s` seconds (each arrival joins the running batch when it
+    can: continuous batching), each read by its own thread as the app reads them: per-stream TTFT
+    (from its own arrival) and tok/s, and the aggregate tokens per second of wall time."""
     import threading
 
     from engine.reasoning.reasoner import Done
 
-    with reasoner.scheduler.model_lock:
-        requests = [reasoner.submit(clip, max_new_tokens=new_tokens, score=False) for _ in range(n)]
+    if stagger_s > 0:
+        requests = []
+        for i in range(n):
+            if i:
+                time.sleep(stagger_s)
+            requests.append(reasoner.submit(clip, max_new_tokens=new_tokens, score=False))
+    else:
+        with reasoner.scheduler.model_lock:
+            requests = [reasoner.submit(clip, max_new_tokens=new_tokens, score=False) for _ in range(n)]
     dones: list = [None] * n
-    ends = [0.0] * n
 
     def read(i: int) -> None:
         dones[i] = [e for e in reasoner.events(requests[i]) if isinstance(e, Done)][0]
-        ends[i] = time.perf_counter()
         reasoner.release(requests[i])
 
     threads = [threading.Thread(target=read, args=(i,)) for i in range(n)]
@@ -118,12 +124,13 @@ def concurrent(reasoner, clip, n: int, new_tokens: int) -> dict:
     ttfts = sorted(d.ttft_s for d in dones)
     return {"ttft_p50_s": statistics.median(ttfts), "ttft_p95_s": ttfts[min(n - 1, round(0.95 * (n - 1)))],
             "decode_tok_s": statistics.median(d.tok_per_s for d in dones),
-            "aggregate_tok_s": sum(d.n_tokens for d in dones) / (max(ends) - start),
+            "aggregate_tok_s": sum(d.n_tokens for d in dones) / (max(r.t_last for r in requests) - start),
             "batch": max(d.batch for d in dones), "token_ids": [d.token_ids for d in dones]}
 
 
 def bench_quant(path: str, quant: str, quantize_audio: bool, seconds: list[float], new_tokens: int,
-                repeats: int, device: str, modes: list[str], concurrency: list[int]) -> list[dict]:
+                repeats: int, device: str, modes: list[str], concurrency: list[int],
+                stagger_s: float = 0.0) -> list[dict]:
     """Load once, then stream each clip length in each decode mode; returns the JSON cases."""
     import torch
 
@@ -177,11 +184,12 @@ def bench_quant(path: str, quant: str, quantize_audio: bool, seconds: list[float
                     continue
                 if mode == "compiled":  # a batch of n has its own graph: compile it first
                     t0 = time.perf_counter()
-                    concurrent(reasoner, clip, n, new_tokens)
+                    concurrent(reasoner, clip, n, new_tokens, stagger_s)
                     print(f"{'':>10} | {s:4.0f} s clip x {n}: compiled in {time.perf_counter() - t0:.1f} s")
-                c = concurrent(reasoner, clip, n, new_tokens)
+                c = concurrent(reasoner, clip, n, new_tokens, stagger_s)
                 match = all(t == reference[s] for t in c["token_ids"]) if s in reference else None
-                print(f"{'':>10} | {s:4.0f} s clip x {n} at once (batch {c['batch']}) | TTFT p50 "
+                when = f"one every {stagger_s:g} s" if stagger_s else "at once"
+                print(f"{'':>10} | {s:4.0f} s clip x {n} {when} (batch {c['batch']}) | TTFT p50 "
                       f"{c['ttft_p50_s'] * 1000:7.1f} ms, p95 {c['ttft_p95_s'] * 1000:7.1f} ms | per stream "
                       f"{c['decode_tok_s']:7.1f} tok/s | aggregate {c['aggregate_tok_s']:7.1f} tok/s | peak "
                       f"{peak_memory_gib(device):5.2f} GiB"
@@ -191,7 +199,8 @@ def bench_quant(path: str, quant: str, quantize_audio: bool, seconds: list[float
                               "ttft_s": c["ttft_p50_s"], "ttft_p95_s": c["ttft_p95_s"],
                               "decode_tok_s": c["decode_tok_s"], "aggregate_tok_s": c["aggregate_tok_s"],
                               "peak_gib": peak_memory_gib(device), "tokens_match_eager": match,
-                              "compile_s": None, "decoder": runs[0].decoder, "batch": c["batch"]})
+                              "compile_s": None, "decoder": runs[0].decoder, "batch": c["batch"],
+                              "stagger_s": stagger_s})
         del reasoner
     del loaded
     return cases
@@ -237,6 +246,9 @@ def main() -> None:
     ap.add_argument("--json", metavar="OUT", help="also write the cases as JSON")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1],
                     help="users asking at once, e.g. 1 4 8 (batched with the engine's loop)")
+    ap.add_argument("--stagger", type=float, default=0.0, metavar="S",
+                    help="the users of --concurrency arrive one every S seconds instead of at once "
+                         "(later ones join the running batch: continuous batching)")
     args = ap.parse_args()
     device = ("cuda:0" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     quants = args.quants or (["nf4", "nf4+audio", "bf16"] + ([] if device.startswith("cuda") else ["fp32"]))
@@ -260,7 +272,8 @@ def main() -> None:
     for q in quants:
         try:
             cases += bench_quant(path, q.split("+")[0], q.endswith("+audio"), args.seconds,
-                                 args.new_tokens, args.repeats, device, args.modes, args.concurrency)
+                                 args.new_tokens, args.repeats, device, args.modes, args.concurrency,
+                                 args.stagger)
         except Exception as exc:  # noqa: BLE001 - one quantisation failing must not hide the others
             # e.g. the tiny model's 32-wide audio layers are narrower than bitsandbytes' CPU
             # 4-bit block (64): nf4+audio cannot run there; the 7B's layers are 1280 wide

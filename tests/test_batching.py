@@ -1,7 +1,9 @@
 """Concurrent users share the model (engine.reasoning.scheduler): requests that wait together
-decode together, each exactly as it would alone, each ending on its own; the line keeps arrival
-order and tells each request its own place."""
+decode together, and requests that arrive while a batch decodes join it (continuous batching),
+each exactly as it would alone, each ending on its own; the line keeps arrival order and tells
+each request its own place."""
 
+import contextlib
 import threading
 import time
 
@@ -43,11 +45,17 @@ def hold_the_model(reasoner):
     return blocker, events
 
 
+@contextlib.contextmanager
+def gathered(reasoner):
+    """Hold the model (as a warm-up does) so that the requests submitted meanwhile wait, and
+    start as one batch when it is let go."""
+    with reasoner.scheduler.model_lock:
+        yield
+
+
 def test_requests_that_wait_together_decode_together_each_as_alone(batching, solo):
-    blocker, blocker_events = hold_the_model(batching)
-    requests = [batching.submit(clip_of(f0, s), max_new_tokens=40) for f0, s in CLIPS]
-    batching.release(blocker)
-    list(blocker_events)
+    with gathered(batching):
+        requests = [batching.submit(clip_of(f0, s), max_new_tokens=40) for f0, s in CLIPS]
     for (f0, s), request in zip(CLIPS, requests):
         events = list(batching.events(request))
         batching.release(request)
@@ -59,13 +67,11 @@ def test_requests_that_wait_together_decode_together_each_as_alone(batching, sol
 
 
 def test_one_rows_stop_ends_only_that_row(batching, solo):
-    blocker, blocker_events = hold_the_model(batching)
     stop = threading.Event()
-    requests = [batching.submit(clip_of(f0, s), max_new_tokens=40, score=False,
-                                stop=stop if i == 2 else None) for i, (f0, s) in enumerate(CLIPS)]
-    stop.set()  # the third user presses Stop before the batch starts its first token
-    batching.release(blocker)
-    list(blocker_events)
+    with gathered(batching):
+        requests = [batching.submit(clip_of(f0, s), max_new_tokens=40, score=False,
+                                    stop=stop if i == 2 else None) for i, (f0, s) in enumerate(CLIPS)]
+        stop.set()  # the third user presses Stop before the batch starts its first token
     dones = [list(batching.events(r))[-1] for r in requests]
     for r in requests:
         batching.release(r)
@@ -75,11 +81,9 @@ def test_one_rows_stop_ends_only_that_row(batching, solo):
 
 
 def test_a_client_that_leaves_frees_its_row_and_the_others_go_on(batching, solo):
-    blocker, blocker_events = hold_the_model(batching)
-    requests = [batching.submit(clip_of(f0, s), max_new_tokens=3000 if i == 1 else 40, score=False)
-                for i, (f0, s) in enumerate(CLIPS)]  # the leaving one could run long
-    batching.release(blocker)
-    list(blocker_events)
+    with gathered(batching):
+        requests = [batching.submit(clip_of(f0, s), max_new_tokens=3000 if i == 1 else 40, score=False)
+                    for i, (f0, s) in enumerate(CLIPS)]  # the leaving one could run long
     leaving = batching.events(requests[1])
     assert isinstance(next(leaving), TextDelta)
     leaving.close()
@@ -160,12 +164,10 @@ def test_rows_with_their_own_budgets_and_sampling_share_a_batch(batching, solo):
 
     sampled = GenerationOptions(max_new_tokens=30, temperature=1.2, top_p=0.9, seed=5)
     alone = list(batching.stream(clip_of(180, 6.0), sampled, score=False))[-1].token_ids
-    blocker, blocker_events = hold_the_model(batching)
-    short = batching.submit(clip_of(160, 2.0), max_new_tokens=7, score=False)
-    greedy = batching.submit(clip_of(120, 4.0), max_new_tokens=40, score=False)
-    sampling = batching.submit(clip_of(180, 6.0), sampled, score=False)
-    batching.release(blocker)
-    list(blocker_events)
+    with gathered(batching):
+        short = batching.submit(clip_of(160, 2.0), max_new_tokens=7, score=False)
+        greedy = batching.submit(clip_of(120, 4.0), max_new_tokens=40, score=False)
+        sampling = batching.submit(clip_of(180, 6.0), sampled, score=False)
     dones = {name: list(batching.events(r))[-1] for name, r in
              (("short", short), ("greedy", greedy), ("sampling", sampling))}
     for r in (short, greedy, sampling):
@@ -190,11 +192,9 @@ def test_one_rows_failure_is_its_own(batching, monkeypatch):
         return real(model, inputs, text, tokenizer)
 
     monkeypatch.setattr(scheduler, "score_labels", flaky)
-    blocker, blocker_events = hold_the_model(batching)
-    requests = [batching.submit(clip_of(f0, s), max_new_tokens=5) for f0, s in CLIPS[:3]]
-    victim["inputs"] = requests[1].inputs
-    batching.release(blocker)
-    list(blocker_events)
+    with gathered(batching):
+        requests = [batching.submit(clip_of(f0, s), max_new_tokens=5) for f0, s in CLIPS[:3]]
+        victim["inputs"] = requests[1].inputs
     with pytest.raises(GenerationError, match="scoring broke"):
         list(batching.events(requests[1]))
     for i in (0, 2):
@@ -238,12 +238,10 @@ def test_rows_of_a_batch_get_their_own_token_logprobs(batching, solo):
     the best of its alternatives (in bf16 within rounding: the teacher-forced forward and the
     decode steps round differently; tests/test_serve.py checks equality in fp32); the row that
     did not ask gets none."""
-    blocker, blocker_events = hold_the_model(batching)
     (f0a, sa), (f0b, sb) = CLIPS[:2]
-    asking = batching.submit(clip_of(f0a, sa), max_new_tokens=40, score=False, logprobs=3)
-    silent = batching.submit(clip_of(f0b, sb), max_new_tokens=40, score=False)
-    batching.release(blocker)
-    list(blocker_events)
+    with gathered(batching):
+        asking = batching.submit(clip_of(f0a, sa), max_new_tokens=40, score=False, logprobs=3)
+        silent = batching.submit(clip_of(f0b, sb), max_new_tokens=40, score=False)
     done = [list(batching.events(r))[-1] for r in (asking, silent)]
     for r in (asking, silent):
         batching.release(r)
@@ -256,3 +254,105 @@ def test_rows_of_a_batch_get_their_own_token_logprobs(batching, solo):
     assert done[1].logprobs == ()
     with pytest.raises(ValueError, match="0 to 20"):
         batching.submit(clip_of(f0a, sa), logprobs=21)
+
+
+# --- continuous batching: arrivals join the running batch ----------------------------------------
+
+def solo_tokens(reasoner, clip, max_new_tokens, **kw):
+    done = list(reasoner.stream(clip, max_new_tokens=max_new_tokens, score=False, **kw))[-1]
+    assert done.batch == 1
+    return done.token_ids
+
+
+def started(reasoner, clip, max_new_tokens, tokens=3):
+    """A request submitted and decoding: `tokens` of its tokens were made."""
+    request = reasoner.submit(clip, max_new_tokens=max_new_tokens, score=False)
+    while len(request.tokens) < tokens:
+        time.sleep(0.002)
+    return request
+
+
+def test_a_request_that_arrives_mid_batch_joins_it_and_writes_its_solo_tokens(batching):
+    """The first request decodes alone (one row); a second arrives while it runs, is prefilled
+    alone, joins (the batch widens to max_batch) and both write exactly their solo tokens."""
+    first_clip, second_clip = clip_of(150, 1.0), clip_of(210, 1.0)
+    alone = {c: solo_tokens(batching, c, n) for c, n in ((first_clip, 300), (second_clip, 30))}
+    first = started(batching, first_clip, 300)
+    second = batching.submit(second_clip, max_new_tokens=30, score=False)
+    done_second = list(batching.events(second))[-1]
+    done_first = list(batching.events(first))[-1]
+    for r in (first, second):
+        batching.release(r)
+    assert done_second.batch == 2 and done_second.token_ids == alone[second_clip]
+    assert second.t_admitted < first.t_last  # it joined while the first was decoding
+    assert done_first.token_ids == alone[first_clip]  # the first was not disturbed by it
+
+
+def test_a_row_that_ended_is_reused_by_the_next_arrival(tiny_model):
+    two = Reasoner(tiny_model, static_cache=True, max_batch=2)
+    clips = [clip_of(150, 1.0), clip_of(190, 1.0), clip_of(230, 1.0)]
+    budgets = [400, 8, 20]
+    sampled = dict(temperature=1.1, top_p=0.9, seed=11)  # the reused row samples from its own generator
+    alone = [solo_tokens(two, clips[0], budgets[0]), solo_tokens(two, clips[1], budgets[1]),
+             solo_tokens(two, clips[2], budgets[2], **sampled)]
+    first = started(two, clips[0], budgets[0])
+    second = two.submit(clips[1], max_new_tokens=budgets[1], score=False)
+    while not second.finished:
+        time.sleep(0.002)
+    third = two.submit(clips[2], max_new_tokens=budgets[2], score=False, **sampled)
+    dones = [list(two.events(r))[-1] for r in (first, second, third)]
+    for r in (first, second, third):
+        two.release(r)
+    assert third.t_admitted < first.t_last  # it took the second's row, in the same batch
+    assert [d.batch for d in dones] == [3, 2, 3]
+    assert [d.token_ids for d in dones] == alone
+
+
+def test_a_prompt_longer_than_the_running_batch_waits_for_the_next_batch(batching):
+    """A clip whose prompt is longer than where the running batch stands cannot be placed in
+    it: it waits, and is served alone when the batch ends."""
+    short, long = clip_of(150, 1.0), clip_of(200, 8.0)
+    assert batching.inputs(long)["input_ids"].shape[1] > batching.inputs(short)["input_ids"].shape[1] + 40
+    alone = solo_tokens(batching, long, 20)
+    first = started(batching, short, 40)
+    waiting = batching.submit(long, max_new_tokens=20, score=False)
+    dones = [list(batching.events(r))[-1] for r in (first, waiting)]
+    for r in (first, waiting):
+        batching.release(r)
+    assert dones[0].batch == 1 and dones[1].batch == 1
+    assert waiting.t_admitted >= first.t_last and dones[1].token_ids == alone
+
+
+def test_a_joined_row_computes_its_logits_as_alone(batching):
+    """Every logit vector of a request that joins a running batch at a later position (its cache
+    entries copied into a free row, left-padded to the batch's position, the batch widened from
+    one row to four) equals its solo run's within 1e-4: positions, mask and copy right."""
+    from engine.reasoning.decoder import Row
+    from engine.reasoning.options import GenerationOptions
+
+    model, decoder = batching.model, batching.decoder
+    runner, joiner = batching.inputs(clip_of(150, 1.0)), batching.inputs(clip_of(220, 2.0))
+    seen = []
+    hook = model.lm_head.register_forward_hook(lambda m, a, out: seen.append(out.detach().float()))
+    try:
+        decoder.decode(joiner, GenerationOptions(max_new_tokens=6), emit=lambda t: None)
+        alone = [out[0, -1] if out.dim() == 3 else out[0] for out in seen]
+        seen.clear()
+        joined_at = []
+
+        def join(position, room, length):
+            if joined_at or position < joiner["input_ids"].shape[1] + 5:
+                return []
+            joined_at.append(len(seen))
+            return [(joiner, Row(GenerationOptions(max_new_tokens=6), lambda t: None))]
+
+        decoder.decode_batch(runner, [Row(GenerationOptions(max_new_tokens=200), lambda t: None)],
+                             join=join, widest=4)
+    finally:
+        hook.remove()
+    assert joined_at, "the joiner never joined"
+    prefill, *steps = seen[joined_at[0]:]
+    assert prefill.dim() == 3 and all(s.shape[0] == 4 for s in steps[:5])  # widened to four rows
+    joined = [prefill[0, -1]] + [s[1] for s in steps[:5]]  # it took row 1
+    for a, b in zip(alone, joined, strict=True):
+        assert (a - b).abs().max() < 1e-4  # a position off by one gives ~3e-3 here

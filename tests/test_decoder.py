@@ -132,3 +132,34 @@ def test_a_failed_compile_falls_back_to_eager_with_one_warning(tiny_model, monke
     assert first.decoder == second.decoder == "static"
     assert list(first.token_ids) == list(second.token_ids) == reference(
         reasoner, clip, GenerationOptions(max_new_tokens=20))
+
+
+@pytest.mark.slow
+def test_compiled_continuous_batching_is_token_identical_and_compiles_each_width_once(tiny_model):
+    """A request that joins a compiled batch: the batch moves from the one-row graph to the
+    max_batch-row graph, both rows write generate's tokens, and the next time nothing compiles."""
+    import time
+
+    from torch._dynamo.utils import counters
+
+    reasoner = Reasoner(tiny_model, compile=True, max_batch=4)
+    first_clip, second_clip = clip_of(1.0), clip_of(1.0, f0=230.0)
+    budgets = {first_clip: 200, second_clip: 24}
+    expected = {c: reference(reasoner, c, GenerationOptions(max_new_tokens=n)) for c, n in budgets.items()}
+
+    def joined():
+        first = reasoner.submit(first_clip, max_new_tokens=budgets[first_clip], score=False)
+        while len(first.tokens) < 3:
+            time.sleep(0.005)
+        second = reasoner.submit(second_clip, max_new_tokens=budgets[second_clip], score=False)
+        dones = [list(reasoner.events(r))[-1] for r in (first, second)]
+        for r in (first, second):
+            reasoner.release(r)
+        assert dones[1].batch == 2 and {d.decoder for d in dones} == {"compiled"}
+        assert [list(d.token_ids) for d in dones] == [expected[first_clip], expected[second_clip]]
+        return dones
+
+    joined()
+    graphs = counters["stats"]["unique_graphs"]
+    again = joined()
+    assert counters["stats"]["unique_graphs"] == graphs and again[1].compile_s == 0

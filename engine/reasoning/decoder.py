@@ -20,6 +20,10 @@ end-of-sequence token emitted and then the end, the stop events checked after ev
 positions are Qwen2.5-Omni's 3D rotary ones: the prompt's from the model's `get_rope_index`, then
 each new token at its cache position plus the prompt's rope delta.
 
+Several prompts decode together (`decode_batch`, left-padded, each row exactly as alone), and a
+running batch takes new prompts into its free rows between two steps (`join`): each prefilled
+alone, its cache entries copied to end at the batch's position, its rotary positions its own.
+
 When it does not apply, `unsupported()` says why and the caller uses `generate`: a generation
 config with processors this loop does not reproduce (repetition penalty, min-p ...), or a prompt
 longer than the largest bucket. When compiling fails, the step runs eagerly, with one warning.
@@ -67,7 +71,13 @@ class Row:
     on_end: Callable[[], None] | None = None  # called once when the row ends, before the next step
     n_tokens: int = 0  # tokens emitted so far
     done: bool = False
-    reason: str | None = None  # why it ended: "eos", "length" or "stopped"
+    reason: str | None = None  # why it ended: "eos", "length", "stopped" or "error"
+    failed: BaseException | None = None  # what went wrong preparing it (it joined and failed)
+
+
+# join(position, room, length) -> up to `room` (inputs, Row) to add to a running batch, each
+# prompt at most `position` tokens and its budget ending within the cache's `length`
+Joiner = Callable[[int, int, int], "list[tuple[Any, Row]]"]
 
 
 @dataclass
@@ -77,6 +87,26 @@ class _Bucket:
     step: Callable | None  # the one-token step (compiled or eager) on this cache
     compiled: bool  # whether `step` is a compiled function
     warm: bool = False  # compiled and run once: no compile time left to pay
+
+
+@dataclass
+class _Run:
+    """A batch being decoded: its cache, a row per slot, and where it stands."""
+
+    bucket: _Bucket  # the cache and step it runs on (a wider one after `_widen`)
+    length: int  # the cache length, tokens
+    slots: list  # the Row decoding in each slot of the batch (None: never used)
+    sequences: Any  # [slots, position] token ids: prompts left-padded, then what was chosen
+    deltas: Any  # [slots] rotary delta: a slot's next token sits at the cache position + this
+    finished: Any  # [slots] bool: the slot's row ended, or it has none
+    logits: Any  # [slots, vocab] float32 logits for each slot's next token
+    position: int  # the cache position the next chosen tokens are written to
+    suppress: Any  # the placeholder suppression (transformers' processor), or None
+    samplers: dict  # slot -> its sampler (the greedy rows have none)
+
+    @property
+    def size(self) -> int:
+        return len(self.slots)
 
 
 class Decoder:
@@ -121,20 +151,35 @@ class Decoder:
         self.decode_batch(inputs, [row])
         return row.n_tokens
 
-    def decode_batch(self, inputs, rows: list[Row], pad_to: int | None = None) -> None:
+    def decode_batch(self, inputs, rows: list[Row], pad_to: int | None = None, *,
+                     join: Joiner | None = None, widest: int | None = None) -> None:
         """Generate for several prompts at once (`inputs`: the processor's left-padded batch,
         one row per `rows` entry). Each row ends on its own (end of sequence, its token budget,
         its stop events) without disturbing the others; the batch ends with its last row. A
         greedy row writes what it would write alone; a sampled row draws from its own generator
         (seeded with its seed), so it does not depend on the other rows either. The batch runs
         `pad_to` rows wide when given (compiled: one graph for every batch size up to it), else
-        compiled at the next of BATCH_SIZES, eager at its own size."""
+        compiled at the next of BATCH_SIZES, eager at its own size.
+
+        Continuous batching: with `join`, before every step the batch offers its free rows (up
+        to `widest` in all, widening once when it must) to `join(position, room, length)`, which
+        returns up to `room` (inputs, Row) pairs whose prompts are at most `position` tokens and
+        whose budgets end within the cache's `length`. Each is prefilled alone and its cache
+        entries copied into a free row, ending at the batch's position (left-padded, as if it
+        had been in the batch from the start), so it decodes with the others from the next step,
+        writing exactly what it would alone."""
         import torch
 
         with torch.inference_mode():  # the cache's tensors are made, and so reset, in this mode
-            self._decode(inputs, rows, pad_to)
+            run = self._start(inputs, rows, pad_to)
+            while True:
+                if join is not None:
+                    self._admit(run, join, max(widest or run.size, run.size))
+                if not self._step_rows(run):
+                    return
 
-    def _decode(self, inputs, rows: list[Row], pad_to: int | None) -> None:
+    def _start(self, inputs, rows: list[Row], pad_to: int | None) -> _Run:
+        """Prefill the batch's first rows together into a fresh cache of their bucket."""
         import torch
 
         model, ids = self.model, inputs["input_ids"]
@@ -146,13 +191,11 @@ class Decoder:
         if size > real:  # pad the batch with copies of the first prompt, whose tokens go nowhere
             inputs = {k: torch.cat([v, v[:1].expand(size - real, *v.shape[1:])]) for k, v in inputs.items()}
             ids = inputs["input_ids"]
-        budget = max(r.options.max_new_tokens for r in rows)
-        bucket = self._bucket(self.bucket_for(prompt, budget), size)
+        length = self.bucket_for(prompt, max(r.options.max_new_tokens for r in rows))
+        bucket = self._bucket(length, size)
         bucket.cache.reset()
         bucket.mask.zero_()
         bucket.mask[:, :prompt] = inputs["attention_mask"]
-        suppress = self._processors(rows[0].options, device)[0]  # the same placeholders for all
-        samplers = {i: self._sampler(r.options, device) for i, r in enumerate(rows) if not r.options.greedy}
         audio_lengths = inputs["feature_attention_mask"].sum(1) if "feature_attention_mask" in inputs else None
         positions, deltas = model.get_rope_index(input_ids=ids, attention_mask=inputs["attention_mask"],
                                                  audio_seqlens=audio_lengths)
@@ -163,37 +206,134 @@ class Decoder:
         logits = model(**inputs, position_ids=positions, past_key_values=bucket.cache,
                        cache_position=torch.arange(prompt, device=device),
                        use_cache=True).logits[:, -1].float()
-        sequences = ids
         finished = torch.zeros(size, dtype=torch.bool, device=device)
         finished[real:] = True  # the padding rows
-        for n in range(budget):
-            scores = suppress(sequences, logits) if suppress is not None else logits
-            tokens = torch.argmax(scores, dim=-1)  # every greedy row at once
-            for i, sample in samplers.items():
-                if not rows[i].done:
-                    tokens[i] = sample(sequences[i:i + 1], scores[i:i + 1])
-            tokens = tokens.masked_fill(finished, self.pad)
-            for i, token in enumerate(tokens[:real].tolist()):  # one device-to-host copy a step
-                row = rows[i]
-                if row.done:
-                    continue
-                row.emit(token)
-                row.n_tokens += 1
-                row.reason = ("eos" if token in self.eos else
-                              "length" if row.n_tokens == row.options.max_new_tokens else
-                              "stopped" if any(e.is_set() for e in row.stop) else None)
-                row.done = row.reason is not None
-                if row.done:
-                    finished[i] = True
-                    if row.on_end is not None:
-                        row.on_end()
-            if all(r.done for r in rows):
-                return
-            sequences = torch.cat([sequences, tokens[:, None]], dim=1)
-            where = torch.tensor([prompt + n], device=device)
-            bucket.mask[:, prompt + n] = 1
-            position = (where + deltas).view(1, size, 1).expand(3, size, 1)
-            logits = self._step(bucket, tokens[:, None], position, where)
+        return _Run(bucket=bucket, length=length, slots=[*rows, *[None] * (size - real)],
+                    sequences=ids, deltas=deltas, finished=finished, logits=logits, position=prompt,
+                    suppress=self._processors(rows[0].options, device)[0],  # the same placeholders for all
+                    samplers={i: self._sampler(r.options, device) for i, r in enumerate(rows)
+                              if not r.options.greedy})
+
+    def _step_rows(self, run: _Run) -> bool:
+        """Choose every live row's next token, hand it over, and (unless every row has ended:
+        False) run the step that gives the logits after it."""
+        import torch
+
+        scores = run.suppress(run.sequences, run.logits) if run.suppress is not None else run.logits
+        tokens = torch.argmax(scores, dim=-1)  # every greedy row at once
+        for i, sample in run.samplers.items():
+            if not run.slots[i].done:
+                tokens[i] = sample(run.sequences[i:i + 1], scores[i:i + 1])
+        tokens = tokens.masked_fill(run.finished, self.pad)
+        for i, token in enumerate(tokens.tolist()):  # one device-to-host copy a step
+            row = run.slots[i]
+            if row is None or row.done:
+                continue
+            row.emit(token)
+            row.n_tokens += 1
+            row.reason = ("eos" if token in self.eos else
+                          "length" if row.n_tokens == row.options.max_new_tokens else
+                          "stopped" if any(e.is_set() for e in row.stop) else None)
+            if row.reason is not None:
+                self._end(run, i)
+        if all(r is None or r.done for r in run.slots):
+            return False
+        bucket, size = run.bucket, run.size
+        run.sequences = torch.cat([run.sequences, tokens[:, None]], dim=1)
+        where = torch.tensor([run.position], device=tokens.device)
+        bucket.mask[:, run.position] = 1
+        position = (where + run.deltas).view(1, size, 1).expand(3, size, 1)
+        run.logits = self._step(bucket, tokens[:, None], position, where)
+        run.position += 1
+        return True
+
+    @staticmethod
+    def _end(run: _Run, slot: int) -> None:
+        row = run.slots[slot]
+        row.done = True
+        run.finished[slot] = True
+        run.samplers.pop(slot, None)
+        if row.on_end is not None:
+            row.on_end()
+
+    def _admit(self, run: _Run, join: Joiner, widest: int) -> None:
+        """Offer the batch's free rows to `join` and prefill whoever it sends into them."""
+        live = sum(r is not None and not r.done for r in run.slots)
+        room = widest - live
+        if room <= 0:
+            return
+        joiners = join(run.position, room, run.length)
+        if not joiners:
+            return
+        if len(joiners) > run.size - live:
+            self._widen(run, widest)
+        free = (i for i, r in enumerate(run.slots) if r is None or r.done)
+        for (inputs, row), slot in zip(joiners, free):
+            try:
+                self._prefill_into(run, slot, inputs, row)
+            except Exception as exc:  # noqa: BLE001 - its own failure (out of memory ...): the batch goes on
+                logger.exception("prefilling a request that joined the batch failed")
+                row.failed, row.reason = exc, "error"
+                run.slots[slot] = row
+                self._end(run, slot)
+
+    def _prefill_into(self, run: _Run, slot: int, inputs, row: Row) -> None:
+        """Prefill one prompt alone and place it in row `slot` of the running batch: its cache
+        entries (rotary positions already applied) at the cache positions just before the
+        batch's, its mask over them only, its next position continuing its own."""
+        import torch
+        from transformers import DynamicCache
+
+        model, ids = self.model, inputs["input_ids"]
+        prompt, here, device = ids.shape[1], run.position, run.logits.device
+        audio_lengths = inputs["feature_attention_mask"].sum(1) if "feature_attention_mask" in inputs else None
+        positions, delta = model.get_rope_index(input_ids=ids, attention_mask=inputs["attention_mask"],
+                                                audio_seqlens=audio_lengths)
+        own = DynamicCache(config=model.config)
+        logits = model(**inputs, position_ids=positions, past_key_values=own,
+                       cache_position=torch.arange(prompt, device=ids.device), use_cache=True).logits[:, -1]
+        for mine, theirs in zip(own.layers, run.bucket.cache.layers, strict=True):
+            theirs.keys[slot, :, here - prompt:here] = mine.keys[0].to(theirs.keys.device)
+            theirs.values[slot, :, here - prompt:here] = mine.values[0].to(theirs.values.device)
+        mask = run.bucket.mask
+        mask[slot] = 0
+        mask[slot, here - prompt:here] = inputs["attention_mask"][0].to(mask.device)
+        run.sequences[slot, :here - prompt] = self.pad
+        run.sequences[slot, here - prompt:] = ids[0].to(device)
+        run.deltas[slot] = delta.reshape(-1)[0].to(device) - (here - prompt)
+        run.logits[slot] = logits[0].float().to(device)
+        run.finished[slot] = False
+        run.slots[slot] = row
+        if not row.options.greedy:
+            run.samplers[slot] = self._sampler(row.options, device)
+
+    def _widen(self, run: _Run, widest: int) -> None:
+        """Move the running batch into the cache of its bucket that is `widest` rows wide (its
+        own compiled step): rows copied, the new ones empty until someone joins."""
+        import torch
+
+        size = run.size
+        bucket = self._bucket(run.length, widest)
+        for old, new in zip(run.bucket.cache.layers, bucket.cache.layers, strict=True):
+            if not new.is_initialized:  # never used: allocate its tensors now (as its first update would)
+                new.lazy_initialization(old.keys.new_empty(widest, old.num_heads, 0, old.k_head_dim),
+                                        old.values.new_empty(widest, old.num_heads, 0, old.v_head_dim))
+            new.keys[:size] = old.keys
+            new.values[:size] = old.values
+            new.keys[size:] = 0
+            new.values[size:] = 0
+            new.cumulative_length.copy_(old.cumulative_length)
+        bucket.mask.zero_()
+        bucket.mask[:size] = run.bucket.mask
+        bucket.mask[size:, 0] = 1  # an empty row attends to something: no all-masked softmax
+        extra = widest - size
+        device = run.sequences.device
+        run.bucket = bucket
+        run.slots += [None] * extra
+        run.sequences = torch.cat([run.sequences, run.sequences.new_full((extra, run.sequences.shape[1]), self.pad)])
+        run.deltas = torch.cat([run.deltas, run.deltas.new_zeros(extra)])
+        run.finished = torch.cat([run.finished, torch.ones(extra, dtype=torch.bool, device=device)])
+        run.logits = torch.cat([run.logits, run.logits.new_zeros(extra, run.logits.shape[1])])
 
     def _sampler(self, options: GenerationOptions, device) -> Callable:
         """(sequence, suppressed scores) -> the next token of one sampling row: transformers'

@@ -10,7 +10,8 @@
 
 The prompt is the released model's, byte for byte (engine.reasoning.prompts). The model runs on
 one thread, the scheduler (engine.reasoning.scheduler), which serves requests in arrival order
-and, with the engine's own decode loop, several at once (`max_batch`, micro-batches); each
+and, with the engine's own decode loop, several at once (`max_batch`; arrivals join the running
+batch between two of its steps); each
 caller's stream decodes its tokens incrementally (no per-token re-decoding of the whole text).
 The audio, image and video placeholder tokens can never be sampled.
 
@@ -85,7 +86,7 @@ class Done:
     token_ids: tuple[int, ...] = ()  # the generated token ids, special tokens included
     decoder: str = "generate"  # "compiled", "static" (the engine's loop, eager) or "generate"
     compile_s: float = 0.0  # of ttft_s and the decode time, seconds spent compiling
-    batch: int = 1  # requests that shared this one's batch (itself included)
+    batch: int = 1  # requests that had shared its batch when it ended (itself and any that joined)
     queued_s: float = 0.0  # of ttft_s, seconds spent waiting in line
     stalled_s: float = 0.0  # decoding time lost to stalls (process stopped or starved): not in tok_per_s
     logprobs: tuple[TokenLogprob, ...] = ()  # one per generated token, with `logprobs=` asked (else empty)

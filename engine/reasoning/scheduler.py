@@ -1,4 +1,4 @@
-"""Who runs on the model, and when: one thread serves every reasoning request, in micro-batches.
+"""Who runs on the model, and when: one thread serves every reasoning request, batched continuously.
 
     scheduler = Scheduler(model, processor, prompt, decoder, max_batch=8)
     scheduler.submit(request)      # a Request: the clip's inputs, options, stop, an output queue
@@ -8,10 +8,14 @@ Requests wait in arrival order. Whenever the model is free, the scheduler takes 
 and, when the engine's own decode loop can serve it (engine.reasoning.decoder), up to
 `max_batch` - 1 more behind it whose prompts and token budgets fit the same cache bucket; they
 are prefilled together (left-padded) and decode in lockstep, each ending on its own (end of
-sequence, its budget, its Stop or its client leaving) without disturbing the others. Requests
-that arrive meanwhile wait for the next batch (micro-batching: a batch's rows are fixed once it
-starts, because the static cache advances all rows at one position). A request the loop cannot
-serve runs alone through transformers' `generate`.
+sequence, its budget, its Stop or its client leaving) without disturbing the others. A request
+that arrives meanwhile joins the running batch at its next step (continuous batching: it is
+prefilled alone and placed in a free row, widening a batch that started alone to `max_batch`
+rows) when its prompt is no longer than the batch's position (the static cache advances every
+row at one position, so a prompt is placed to end there, left-padded) and its budget ends
+within the batch's cache; the earliest such requests join first. One that cannot join keeps
+its place at the head of the line and starts the next batch. A request the loop cannot serve
+runs alone through transformers' `generate`.
 
 Everything that touches the model happens on this thread, label scoring included: a row's nine
 label scores are computed as soon as the row ends, between two decode steps of the others. So no
@@ -47,7 +51,7 @@ class Finished:
     """The last item a request's queue receives."""
 
     path: str  # how it was decoded: "compiled", "static" (the engine's loop, eager), "generate"
-    batch: int  # how many requests shared its batch
+    batch: int  # how many requests had shared its batch when it ended (those that joined included)
     compile_s: float  # seconds its batch spent compiling the decode step
     scores: LabelScores | None  # the nine label scores (None when not asked for, or on error)
     score_s: float  # seconds spent scoring
@@ -80,6 +84,7 @@ class Request:
     stop_reason: str | None = None  # "eos", "length" or "stopped", decided when it ended
     top_logprobs: int | None = None  # compute each token's log-probability and this many
     #   alternatives when it ends (engine.reasoning.logprobs); None: none
+    why_not_loop: str | None = None  # why the engine's loop cannot serve it ("": it can; None: not asked)
 
     def made(self, n: int) -> None:
         """`n` tokens were just chosen: note when."""
@@ -205,6 +210,8 @@ class Scheduler:
         return batch, None
 
     def _decode(self, batch: list[Request]) -> None:
+        """Decode a batch with the engine's loop; requests that arrive meanwhile and fit join it
+        (appended to `batch`, so that a failure of the whole batch reaches them too)."""
         decoder = self.decoder
         path = "compiled" if decoder.compile and not decoder.compile_failed else "static"
         compile_before = decoder.compile_s
@@ -222,16 +229,55 @@ class Scheduler:
 
             def end() -> None:  # between two steps of the others: score, then tell the caller
                 request.stop_reason = spec.reason
+                if spec.failed is not None:
+                    self._deliver(request, Finished(path, len(batch), 0.0, None, 0.0, error=spec.failed))
+                    return
                 self._finish(request, path if not decoder.compile_failed else "static", len(batch),
                              decoder.compile_s - compile_before)
 
             spec = Row(request.options, emit, request.stops, on_end=end)
             return spec
 
+        def join(position: int, room: int, length: int) -> list[tuple[Any, Row]]:
+            joiners = self._joiners(position, room, length)
+            batch.extend(joiners)
+            return [(r.inputs, row(r)) for r in joiners]
+
         # compiled, a batch of 2 or more runs max_batch wide: one graph for all of them (a GPU
-        # decodes 8 rows in about the time of 2: each step reads the weights once for all rows)
+        # decodes 8 rows in about the time of 2: each step reads the weights once for all rows);
+        # one that starts alone widens to max_batch when the first request joins it
         wide = self.max_batch if decoder.compile and len(batch) > 1 else None
-        decoder.decode_batch(inputs, [row(r) for r in batch], pad_to=wide)
+        decoder.decode_batch(inputs, [row(r) for r in batch], pad_to=wide,
+                             join=join if self.max_batch > 1 else None, widest=self.max_batch)
+
+    def _joiners(self, position: int, room: int, length: int) -> list[Request]:
+        """Up to `room` waiting requests that can join a running batch now: the loop serves
+        them, their prompts are at most `position` tokens (they are placed to end where the
+        batch stands) and their budgets end within the batch's cache `length`. Earliest first;
+        one that cannot join yet keeps its place at the head of the line for the next batch."""
+        taken: list[Request] = []
+        with self._cond:
+            for request in self._pending:
+                if len(taken) == room:
+                    break
+                prompt = request.inputs["input_ids"].shape[1]
+                if (prompt <= position and position + request.options.max_new_tokens <= length
+                        and self._loop_serves(request)):
+                    taken.append(request)
+            for request in taken:
+                self._pending.remove(request)
+            self._running += len(taken)
+        now = time.perf_counter()
+        for request in taken:
+            request.t_admitted = now
+            request.admitted.set()
+        return taken
+
+    def _loop_serves(self, request: Request) -> bool:
+        """Whether the engine's loop can serve this request (asked of the decoder once)."""
+        if request.why_not_loop is None:
+            request.why_not_loop = self.decoder.unsupported(request.inputs, request.options) or ""
+        return request.why_not_loop == ""
 
     def _generate(self, request: Request, why: str) -> None:
         """One request through transformers' generate, streaming its tokens."""
