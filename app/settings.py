@@ -39,7 +39,7 @@ from engine.reasoning.model import DEFAULT_SOURCE, QUANTS
 @dataclass(frozen=True)
 class Settings:
     model: str  # hub id or checkpoint directory
-    quant: str  # auto, nf4, int8, bf16, fp32
+    quant: str  # auto, nf4, int8, int4, bf16, fp32
     device: str  # auto, cpu, cuda, cuda:1 ...
     host: str  # interface to bind; 127.0.0.1 keeps the app on this machine
     port: int

@@ -5,10 +5,11 @@
 #   bash bench/gpu_check.sh --tiny    # anywhere (CPU): the same steps on the tiny model, quickly
 #
 # For a fresh GPU machine with no network: torch and transformers must be there; every other
-# package comes from wheels in .whl/ if that folder exists (bitsandbytes, accelerate, peft ...;
-# see the device notes in the developers' library for how to download them). Steps: report the
+# package comes from wheels in .whl/ if that folder exists (bitsandbytes, accelerate, torchao, peft:
+# `bash bench/gpu_wheels.sh` fetches them where there is a network). Steps: report the
 # versions and the device; build the random checkpoint (full size: ~18 GB in bf16 under $WORK);
-# run bench/reasoning.py for each quantisation (nf4, nf4 with the audio encoder quantised, bf16)
+# run bench/reasoning.py for each quantisation (nf4, nf4 with the audio encoder quantised, torchao
+# int4, bf16)
 # and each decode mode (transformers' generate, the engine's loop eager and compiled) on 5, 10
 # and 30 s clips, alone and with 4 and 8 users at once, printing one table and writing
 # $OUT/gpu_check.json (cases with TTFT, per-stream and aggregate tokens/s, peak memory, compile
@@ -37,7 +38,7 @@ export PYTHONUNBUFFERED=1
 
 "$python" - <<'EOF'
 import importlib, torch
-names = ["transformers", "accelerate", "bitsandbytes", "peft"]
+names = ["transformers", "accelerate", "bitsandbytes", "torchao", "peft"]
 found = {n: getattr(importlib.import_module(n), "__version__", "?") if importlib.util.find_spec(n) else "missing"
          for n in names}
 gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA GPU"
@@ -45,10 +46,10 @@ print(f"torch {torch.__version__}, " + ", ".join(f"{k} {v}" for k, v in found.it
 EOF
 
 if [ "$tiny" = 1 ]; then
-    "$python" bench/reasoning.py --dir "$work/tiny" --quants fp32 nf4 --seconds 5 10 \
+    "$python" bench/reasoning.py --dir "$work/tiny" --quants fp32 nf4 int4 --seconds 5 10 \
         --new-tokens 24 --repeats 1 --concurrency 1 4 --json "$out/gpu_check.json"
 else
-    "$python" bench/reasoning.py --full-size --dir "$work/et7b" --quants nf4 nf4+audio bf16 \
+    "$python" bench/reasoning.py --full-size --dir "$work/et7b" --quants nf4 nf4+audio int4 bf16 \
         --seconds 5 10 30 --new-tokens 256 --repeats 1 --concurrency 1 4 8 --json "$out/gpu_check.json"
 fi
 

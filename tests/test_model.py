@@ -68,6 +68,42 @@ def test_audio_encoder_quantisation_is_a_flag(tiny_checkpoint):
     assert m.audio_encoder_quantized
 
 
+def test_torchao_int4_quantises_the_text_layers_and_decodes_like_generate(tiny_checkpoint):
+    """quant="int4" (torchao; on a CPU its "opaque" layout): every text-layer projection held in
+    4 bits, the output layer and audio encoder not; logits a close approximation of bf16's;
+    the engine's loop writes exactly generate's tokens on it."""
+    from engine.audio import from_array
+    from engine.prosody import synth
+    from engine.reasoning.options import GenerationOptions
+    from engine.reasoning.reasoner import Reasoner
+
+    bf16 = load_model(str(tiny_checkpoint), quant="bf16")
+    m = load_model(str(tiny_checkpoint), quant="int4", device="cpu")
+    weights = dict(m.model.named_parameters())
+    projections = [n for n in weights if n.startswith("model.layers.") and n.endswith("proj.weight")]
+    assert projections and all(type(weights[n]).__name__ == "Int4OpaqueTensor" for n in projections)
+    assert type(weights["lm_head.weight"]) is torch.nn.Parameter  # the output layer stays 16-bit
+    assert type(weights["audio_tower.layers.0.fc1.weight"]) is torch.nn.Parameter
+    assert "int4 (audio encoder in 16 bits)" in m.describe() and m.weights_gib < 0.85 * bf16.weights_gib
+
+    reasoner = Reasoner(m, static_cache=True, compile=False)
+    clip = from_array(synth.harmonic(170.0, 2.0, syllable_hz=4.0), 16000)
+    inputs = reasoner.inputs(clip)
+    with torch.no_grad():
+        mine, theirs = (x.model(**inputs).logits[0, -1].float() for x in (m, bf16))
+    assert torch.cosine_similarity(mine, theirs, dim=0) > 0.98
+    options = GenerationOptions(max_new_tokens=24)
+    reference = options.generate(m.model, reasoner.tokenizer, inputs)[0, inputs["input_ids"].shape[1]:].tolist()
+    done = list(reasoner.stream(clip, options, score=False))[-1]
+    assert done.decoder == "static" and list(done.token_ids) == reference
+
+
+def test_an_adapter_on_int4_is_refused_with_the_alternatives(tmp_path):
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "x/y"}))
+    with pytest.raises(ModelUnavailable, match="nf4 .* or bf16"):
+        load_model(str(tmp_path), quant="int4", device="cpu")
+
+
 def test_bf16(tiny_checkpoint):
     m = load_model(str(tiny_checkpoint), quant="bf16")
     assert next(m.model.parameters()).dtype == torch.bfloat16

@@ -168,7 +168,7 @@ def test_the_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
     report = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
     cases = report["cases"]
     assert {(c["quant"], c["mode"], c["concurrency"]) for c in cases} == {
-        (q, m, n) for q in ("fp32", "nf4") for m in ("generate", "eager", "compiled") for n in (1, 4)}
+        (q, m, n) for q in ("fp32", "nf4", "int4") for m in ("generate", "eager", "compiled") for n in (1, 4)}
     assert all(c["batch"] == 4 for c in cases if c["concurrency"] == 4 and c["mode"] != "generate")
     # in fp32 the engine's loop, eager or compiled, alone or batched, writes generate's tokens; in
     # 16 bits (nf4 computes in bf16 on CPUs with native bf16) compiled kernels round differently

@@ -12,8 +12,11 @@ fetched: the safetensors index says which shards hold `thinker.*` weights.
 
 Quantisation (`quant`): "nf4" (bitsandbytes 4-bit NormalFloat, double quantisation, bf16
 compute: the default, also on a CPU: see `default_quant`), "int8" (bitsandbytes LLM.int8),
-"bf16", "fp32". On a CPU, quantising the 7B takes minutes: the result is cached
-(`quantized_cache_dir`, ET_QUANT_CACHE) and later loads read it.
+"int4" (torchao's int4 weight-only layout, group 128: tinygemm's tile-packed kernels on CUDA,
+which compile; on a CPU torchao's prototype "opaque" layout), "bf16", "fp32". On a CPU,
+quantising the 7B with bitsandbytes takes minutes: the result is cached (`quantized_cache_dir`,
+ET_QUANT_CACHE) and later loads read it (torchao's int4 tensors cannot be saved by transformers
+5.17, so "int4" quantises at every load).
 The output layer always stays in 16 bits, and so does the audio encoder unless
 `quantize_audio_encoder=True`: it carries the prosody perception the paper trained for
 (docs/paper.md §4), and it is ~0.64 B of the 8.9 B parameters (bench/reasoning.py weighs both).
@@ -40,8 +43,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_SOURCE = "ddwang2000/EmotionThinker"
-QUANTS = ("auto", "nf4", "int8", "bf16", "fp32")
+QUANTS = ("auto", "nf4", "int8", "int4", "bf16", "fp32")
 BNB_QUANTS = ("nf4", "int8")  # the bitsandbytes ones: weights stay quantised, adapters unmerged
+QUANTISED = (*BNB_QUANTS, "int4")  # the weights stay quantised in memory
+INT4_GROUP = 128  # weights per int4 scale and zero point (torchao's default; 32 for a model
+#                   narrower than that, such as the tiny test one, whose layers would else be skipped)
 HUB_TIMEOUT_S = 10.0  # metadata look-ups; a dead network fails in seconds, not minutes
 CONFIG_FILES = ["*.json", "*.jinja", "*.txt", "*.model", "*.tiktoken"]  # configs and tokenizer
 
@@ -57,7 +63,7 @@ class LoadedModel:
     source: str  # what the caller asked for (hub id or directory)
     path: str  # the local directory the weights were read from
     device: str  # "cuda:0", "cpu", ...
-    quant: str  # nf4, int8, bf16 or fp32
+    quant: str  # nf4, int8, int4, bf16 or fp32
     audio_encoder_quantized: bool
     load_s: float  # wall time of load_model, download excluded
     weights_gib: float  # parameters and buffers as held in memory
@@ -65,7 +71,7 @@ class LoadedModel:
     def describe(self) -> str:
         """One line for a status display: what, where, how big."""
         audio = ""
-        if self.quant in BNB_QUANTS:
+        if self.quant in QUANTISED:
             audio = " (audio encoder quantised)" if self.audio_encoder_quantized else \
                 " (audio encoder in 16 bits)"
         size = (f"{self.weights_gib:.2f} GiB" if self.weights_gib >= 0.1
@@ -225,11 +231,14 @@ def _load(path: Path, source: str, quant: str, device: str, quantize_audio: bool
     # The dtype of everything not quantised (and of the 4-bit layers' compute): bf16 on CUDA and
     # on CPUs with native bf16 (AVX512-BF16 / AMX), which halves the 7B's unquantised parts
     # (embeddings, output layer, audio encoder: 1.7 B parameters) against fp32.
-    bf16 = on_cuda or quant == "bf16" or (quant in BNB_QUANTS and cpu_has_bf16())
+    bf16 = on_cuda or quant == "bf16" or (quant in QUANTISED and cpu_has_bf16())
     compute = torch.bfloat16 if bf16 else torch.float32
     if quant in BNB_QUANTS:
         kwargs["quantization_config"] = _bnb_config(quant, compute, quantize_audio)
         kwargs["device_map"] = {"": device}
+    elif quant == "int4":
+        kwargs["quantization_config"] = _int4_config(on_cuda, quantize_audio, config.text_config.hidden_size)
+        kwargs["device_map"] = {"": device}  # quantised where it will run: the layouts differ
     kwargs["dtype"] = compute
     cache = quantized_cache_dir(path, quant, quantize_audio, str(compute)) \
         if quant in BNB_QUANTS and not on_cuda else None
@@ -241,7 +250,7 @@ def _load(path: Path, source: str, quant: str, device: str, quantize_audio: bool
             raise ModelUnavailable(f"{path} is not a loadable Qwen2.5-Omni checkpoint: {exc}") from exc
         if cache is not None:
             _save_quantized(model, cache, say)
-    if quant not in BNB_QUANTS:
+    if quant not in QUANTISED:
         model.to(device)
     # where it came from, as the user named it (not the quantised-weight cache): an adapter
     # trained on it records this as its base (peft's base_model_name_or_path)
@@ -251,11 +260,10 @@ def _load(path: Path, source: str, quant: str, device: str, quantize_audio: bool
     from engine.reasoning.features import load_processor
 
     processor = load_processor(path)
-    weights = sum(t.numel() * t.element_size()
-                  for t in list(model.parameters()) + list(model.buffers()))
+    weights = sum(_nbytes(t) for t in list(model.parameters()) + list(model.buffers()))
     return LoadedModel(model=model, processor=processor, source=source, path=str(path),
                        device=device, quant=quant,
-                       audio_encoder_quantized=quant in BNB_QUANTS and quantize_audio,
+                       audio_encoder_quantized=quant in QUANTISED and quantize_audio,
                        load_s=time.perf_counter() - start, weights_gib=weights / 2**30)
 
 
@@ -266,6 +274,9 @@ def _load_adapter(path: Path, source: str, quant: str, device: str, quantize_aud
 
     from peft import PeftModel
 
+    if quant == "int4":
+        raise ModelUnavailable("a LoRA adapter cannot be applied to torchao int4 weights here: load "
+                               "it with quant nf4 (bitsandbytes, unmerged) or bf16 (merged)")
     base_source = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
     base_path = Path(base_source) if Path(base_source).is_dir() else fetch_checkpoint(base_source, say)
     say(f"loading the base {base_source} for the adapter {path.name}")
@@ -374,8 +385,10 @@ def _save_quantized(model, cache: Path, say) -> None:
 
 def default_quant(device: str) -> str:
     """What "auto" means: nf4 on CUDA; on a CPU nf4 too where bitsandbytes is installed (the 7B
-    measured on a 2-core AVX512-BF16 machine: nf4 6.3 GiB, 4.7 tok/s; bf16 15.4 GiB, 1.3 tok/s;
-    fp32 would need 30 GiB), else bf16 on CPUs with native bf16, else fp32."""
+    measured on a 2-core AVX512-BF16 machine, warm: nf4 6.3 GiB, first token 6.4 s, 5.6 tok/s;
+    torchao int4 6.5 GiB, 11.7 s, 5.5 tok/s, and re-quantised at every load; bf16 15.4 GiB,
+    1.3 tok/s; fp32 would need 30 GiB), else bf16 on CPUs with native bf16, else fp32. On CUDA
+    nf4 stays the default until a GPU measures int4 (bench/gpu_check.sh runs both)."""
     import importlib.util
 
     if device.startswith("cuda") or importlib.util.find_spec("bitsandbytes") is not None:
@@ -412,6 +425,42 @@ def _bnb_config(quant: str, compute, quantize_audio: bool):
                                   bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute,
                                   llm_int8_skip_modules=skip)
     return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
+
+
+def _int4_config(on_cuda: bool, quantize_audio: bool, hidden: int):
+    """torchao's int4 weight-only quantisation of the text model's linear layers (and the audio
+    encoder's when asked), in the layout that runs where the model will: tinygemm's
+    tile-packed int4 on CUDA (bf16, sm80 or newer; compiles), the prototype "opaque" CPU layout
+    (torch's int4 CPU matmul kernel) elsewhere."""
+    if not on_cuda:  # its CUDA-only extensions would each print a warning on a CPU machine
+        os.environ.setdefault("TORCHAO_FORCE_SKIP_LOADING_SO_FILES", "1")
+    try:
+        import torchao  # noqa: F401
+    except ImportError:
+        raise ModelUnavailable("quant=int4 needs torchao: pip install torchao==0.17.0") from None
+    from transformers import TorchAoConfig
+
+    group = INT4_GROUP if hidden % INT4_GROUP == 0 else 32
+    skip = ["lm_head", "visual"] + ([] if quantize_audio else ["audio_tower"])
+    if on_cuda:
+        from torchao.quantization import Int4WeightOnlyConfig
+
+        layout = Int4WeightOnlyConfig(group_size=group, int4_packing_format="tile_packed_to_4d")
+    else:
+        try:  # torchao 0.15-0.17
+            from torchao.prototype.quantization.int4 import Int4WeightOnlyOpaqueTensorConfig as CpuInt4
+        except ImportError:  # 0.18 renamed it
+            from torchao.prototype.quantization.int4 import PrototypeInt4WeightOnlyConfig as CpuInt4
+        layout = CpuInt4(group_size=group)
+    return TorchAoConfig(layout, modules_to_not_convert=skip)
+
+
+def _nbytes(tensor) -> int:
+    """Bytes a parameter holds: a tensor subclass (torchao's int4) by its inner tensors."""
+    if hasattr(tensor, "__tensor_flatten__"):
+        names, _ = tensor.__tensor_flatten__()
+        return sum(_nbytes(getattr(tensor, name)) for name in names)
+    return tensor.numel() * tensor.element_size()
 
 
 def _looks_like_path(source: str) -> bool:
