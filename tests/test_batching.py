@@ -312,15 +312,57 @@ def test_a_prompt_longer_than_the_running_batch_waits_for_the_next_batch(batchin
     """A clip whose prompt is longer than where the running batch stands cannot be placed in
     it: it waits, and is served alone when the batch ends."""
     short, long = clip_of(150, 1.0), clip_of(200, 8.0)
-    assert batching.inputs(long)["input_ids"].shape[1] > batching.inputs(short)["input_ids"].shape[1] + 40
+    budget = 150  # the running batch never reaches the long prompt's length
+    assert batching.inputs(long)["input_ids"].shape[1] > batching.inputs(short)["input_ids"].shape[1] + budget
     alone = solo_tokens(batching, long, 20)
-    first = started(batching, short, 40)
+    first = started(batching, short, budget)
     waiting = batching.submit(long, max_new_tokens=20, score=False)
     dones = [list(batching.events(r))[-1] for r in (first, waiting)]
     for r in (first, waiting):
         batching.release(r)
+    assert first.t_last > waiting.t_submit  # it did arrive while the batch was decoding
     assert dones[0].batch == 1 and dones[1].batch == 1
     assert waiting.t_admitted >= first.t_last and dones[1].token_ids == alone
+
+
+@pytest.mark.parametrize("where", ["_prefill_into", "_widen"])
+def test_a_joiner_that_fails_fails_alone(batching, monkeypatch, where):
+    """Preparing a request that joins fails (out of memory in its prefill, or in the wider cache
+    it needs): that caller hears why; the running request goes on to its solo tokens."""
+    from engine.reasoning.decoder import Decoder
+    from engine.reasoning.reasoner import GenerationError
+
+    first_clip = clip_of(150, 1.0)
+    alone = solo_tokens(batching, first_clip, 200)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (injected)")
+
+    monkeypatch.setattr(Decoder, where, broken)
+    first = started(batching, first_clip, 200)
+    joiner = batching.submit(clip_of(210, 1.0), max_new_tokens=20, score=False)
+    with pytest.raises(GenerationError, match="out of memory"):
+        list(batching.events(joiner))
+    done = list(batching.events(first))[-1]
+    for r in (first, joiner):
+        batching.release(r)
+    assert joiner.t_admitted < first.t_last and done.token_ids == alone
+
+
+def test_a_wait_for_a_joiner_is_decoding_time_not_a_stall():
+    from engine.reasoning.options import GenerationOptions
+    from engine.reasoning.scheduler import Request
+
+    def request_with(gaps, waited=()):
+        r = Request(inputs=None, samples=None, options=GenerationOptions(), stop=None, score=False)
+        r.gaps, r.waited = list(gaps), set(waited)
+        return r
+
+    gaps = [0.01] * 30 + [2.0]  # one long gap: the process stopped, or a joiner's prefill
+    decoding, stalled = request_with(gaps).decode_time()
+    assert stalled == pytest.approx(1.99) and decoding == pytest.approx(0.31)
+    decoding, stalled = request_with(gaps, waited={30}).decode_time()
+    assert stalled == 0 and decoding == pytest.approx(2.3)
 
 
 def test_a_joined_row_computes_its_logits_as_alone(batching):

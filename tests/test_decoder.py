@@ -163,3 +163,26 @@ def test_compiled_continuous_batching_is_token_identical_and_compiles_each_width
     graphs = counters["stats"]["unique_graphs"]
     again = joined()
     assert counters["stats"]["unique_graphs"] == graphs and again[1].compile_s == 0
+
+
+@pytest.mark.slow
+def test_after_the_warm_up_no_request_compiles(tiny_model):
+    """The app's warm-up compiles the steps (one row, and max_batch rows) on caches allocated
+    outside compiled code (static addresses); then a clip of another length, alone or joined by
+    a second, compiles nothing: no user pays for a compile."""
+    import time
+
+    from torch._dynamo.utils import counters
+
+    reasoner = Reasoner(tiny_model, compile=True, max_batch=4)
+    reasoner.warmup(budgets=(200,))
+    graphs = counters["stats"]["unique_graphs"]
+    first = reasoner.submit(clip_of(6.0, f0=190.0), max_new_tokens=200, score=False)
+    while len(first.tokens) < 3:
+        time.sleep(0.005)
+    second = reasoner.submit(clip_of(3.0, f0=240.0), max_new_tokens=20, score=False)
+    dones = [list(reasoner.events(r))[-1] for r in (first, second)]
+    for r in (first, second):
+        reasoner.release(r)
+    assert dones[1].batch == 2 and {d.decoder for d in dones} == {"compiled"}
+    assert counters["stats"]["unique_graphs"] == graphs and all(d.compile_s == 0 for d in dones)

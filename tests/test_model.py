@@ -72,13 +72,17 @@ def test_torchao_int4_quantises_the_text_layers_and_decodes_like_generate(tiny_c
     """quant="int4" (torchao; on a CPU its "opaque" layout): every text-layer projection held in
     4 bits, the output layer and audio encoder not; logits a close approximation of bf16's;
     the engine's loop writes exactly generate's tokens on it."""
+    import torch._inductor.config as inductor
+
     from engine.audio import from_array
     from engine.prosody import synth
     from engine.reasoning.options import GenerationOptions
     from engine.reasoning.reasoner import Reasoner
 
     bf16 = load_model(str(tiny_checkpoint), quant="bf16")
+    settings = (torch.get_float32_matmul_precision(), inductor.coordinate_descent_tuning)
     m = load_model(str(tiny_checkpoint), quant="int4", device="cpu")
+    assert (torch.get_float32_matmul_precision(), inductor.coordinate_descent_tuning) == settings  # untouched
     weights = dict(m.model.named_parameters())
     projections = [n for n in weights if n.startswith("model.layers.") and n.endswith("proj.weight")]
     assert projections and all(type(weights[n]).__name__ == "Int4OpaqueTensor" for n in projections)
@@ -96,6 +100,20 @@ def test_torchao_int4_quantises_the_text_layers_and_decodes_like_generate(tiny_c
     reference = options.generate(m.model, reasoner.tokenizer, inputs)[0, inputs["input_ids"].shape[1]:].tolist()
     done = list(reasoner.stream(clip, options, score=False))[-1]
     assert done.decoder == "static" and list(done.token_ids) == reference
+
+
+def test_the_cuda_int4_layout_is_torchaos_tile_packed_one():
+    """What quant="int4" asks torchao for on CUDA (built here; it runs only on a GPU): int4
+    weight-only in groups of 128, tinygemm's tile-packed layout, inductor's settings left alone."""
+    from torchao.quantization import Int4WeightOnlyConfig
+
+    from engine.reasoning.model import _int4_config
+
+    config = _int4_config(on_cuda=True, quantize_audio=False, hidden=3584)
+    layout = config.quant_type
+    assert isinstance(layout, Int4WeightOnlyConfig) and layout.group_size == 128
+    assert layout.int4_packing_format == "tile_packed_to_4d" and layout.set_inductor_config is False
+    assert set(config.modules_to_not_convert) == {"lm_head", "visual", "audio_tower"}
 
 
 def test_an_adapter_on_int4_is_refused_with_the_alternatives(tmp_path):

@@ -266,16 +266,28 @@ class Decoder:
         if not joiners:
             return
         if len(joiners) > run.size - live:
-            self._widen(run, widest)
+            try:
+                self._widen(run, widest)
+            except Exception as exc:  # noqa: BLE001 - the wider cache did not fit: the joiners' failure only
+                logger.exception("widening the batch for requests that joined it failed")
+                for _, row in joiners:
+                    self._fail(row, exc)
+                return
         free = (i for i, r in enumerate(run.slots) if r is None or r.done)
         for (inputs, row), slot in zip(joiners, free):
             try:
                 self._prefill_into(run, slot, inputs, row)
             except Exception as exc:  # noqa: BLE001 - its own failure (out of memory ...): the batch goes on
                 logger.exception("prefilling a request that joined the batch failed")
-                row.failed, row.reason = exc, "error"
-                run.slots[slot] = row
-                self._end(run, slot)
+                run.slots[slot] = None
+                run.finished[slot] = True
+                self._fail(row, exc)
+
+    @staticmethod
+    def _fail(row: Row, exc: BaseException) -> None:
+        row.failed, row.reason, row.done = exc, "error", True
+        if row.on_end is not None:
+            row.on_end()
 
     def _prefill_into(self, run: _Run, slot: int, inputs, row: Row) -> None:
         """Prefill one prompt alone and place it in row `slot` of the running batch: its cache
@@ -315,9 +327,6 @@ class Decoder:
         size = run.size
         bucket = self._bucket(run.length, widest)
         for old, new in zip(run.bucket.cache.layers, bucket.cache.layers, strict=True):
-            if not new.is_initialized:  # never used: allocate its tensors now (as its first update would)
-                new.lazy_initialization(old.keys.new_empty(widest, old.num_heads, 0, old.k_head_dim),
-                                        old.values.new_empty(widest, old.num_heads, 0, old.v_head_dim))
             new.keys[:size] = old.keys
             new.values[:size] = old.values
             new.keys[size:] = 0
@@ -405,9 +414,16 @@ class Decoder:
             import torch
             from transformers import StaticCache
 
-            bucket = _Bucket(cache=StaticCache(config=self.model.config, max_cache_len=length),
-                             mask=torch.zeros(size, length, dtype=torch.long, device=self.model.device),
-                             step=None, compiled=False)
+            cache = StaticCache(config=self.model.config, max_cache_len=length)
+            # allocated now, outside any compiled code, so that its tensors are marked as static
+            # addresses (transformers allocates a cache on its first update, which in a compiled
+            # warm-up is inside the traced step: unmarked, and the first real request recompiles)
+            text = self.model.config.get_text_config()
+            head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+            cache.early_initialization(size, text.num_key_value_heads, head_dim,
+                                       self.model.get_input_embeddings().weight.dtype, self.model.device)
+            bucket = _Bucket(cache=cache, step=None, compiled=False,
+                             mask=torch.zeros(size, length, dtype=torch.long, device=self.model.device))
             bucket.step = _eager_step(self.model, bucket)
             if self.compile and self.compile_failed is None:
                 mode = "reduce-overhead" if self.model.device.type == "cuda" else "default"

@@ -431,7 +431,9 @@ def _int4_config(on_cuda: bool, quantize_audio: bool, hidden: int):
     """torchao's int4 weight-only quantisation of the text model's linear layers (and the audio
     encoder's when asked), in the layout that runs where the model will: tinygemm's
     tile-packed int4 on CUDA (bf16, sm80 or newer; compiles), the prototype "opaque" CPU layout
-    (torch's int4 CPU matmul kernel) elsewhere."""
+    (torch's int4 CPU matmul kernel) elsewhere. torchao would also change inductor's global
+    settings and the float32 matmul precision for the whole process (set_inductor_config): not
+    here, so loading int4 changes nothing for the other models and benchmarks that share it."""
     if not on_cuda:  # its CUDA-only extensions would each print a warning on a CPU machine
         os.environ.setdefault("TORCHAO_FORCE_SKIP_LOADING_SO_FILES", "1")
     try:
@@ -445,13 +447,14 @@ def _int4_config(on_cuda: bool, quantize_audio: bool, hidden: int):
     if on_cuda:
         from torchao.quantization import Int4WeightOnlyConfig
 
-        layout = Int4WeightOnlyConfig(group_size=group, int4_packing_format="tile_packed_to_4d")
+        layout = Int4WeightOnlyConfig(group_size=group, int4_packing_format="tile_packed_to_4d",
+                                      set_inductor_config=False)
     else:
         try:  # torchao 0.15-0.17
             from torchao.prototype.quantization.int4 import Int4WeightOnlyOpaqueTensorConfig as CpuInt4
         except ImportError:  # 0.18 renamed it
             from torchao.prototype.quantization.int4 import PrototypeInt4WeightOnlyConfig as CpuInt4
-        layout = CpuInt4(group_size=group)
+        layout = CpuInt4(group_size=group, set_inductor_config=False)
     return TorchAoConfig(layout, modules_to_not_convert=skip)
 
 

@@ -79,6 +79,9 @@ class Request:
     t_first: float | None = None  # when its first token was chosen
     t_last: float | None = None  # when its last token was chosen
     gaps: list[float] = field(default_factory=list)  # seconds between consecutive tokens
+    waited: set[int] = field(default_factory=set)  # indices of gaps that include another request
+    #   joining its batch (the batch waits for that prefill: a real wait, never a stall)
+    joining: bool = False  # a request is joining its batch now (the next gap includes that)
     finished: bool = False  # its Finished was sent
     prompt: str | None = None  # its own prompt text (None: the scheduler's, the released one)
     stop_reason: str | None = None  # "eos", "length" or "stopped", decided when it ended
@@ -90,20 +93,25 @@ class Request:
         """`n` tokens were just chosen: note when."""
         now = time.perf_counter()
         if self.t_last is not None:
+            if self.joining:
+                self.waited.add(len(self.gaps))
             self.gaps.append(now - self.t_last)
+        self.joining = False
         self.t_first = self.t_first or now
         self.t_last = now
 
     def decode_time(self) -> tuple[float, float]:
         """(seconds spent decoding, seconds stalled): a gap between two tokens longer than
         STALL_FACTOR times the median gap (and over STALL_MIN_S) is a stall (the process was
-        stopped, or starved of CPU) and counts as one median gap; the rest is its excess."""
+        stopped, or starved of CPU) and counts as one median gap; the rest is its excess. A gap
+        in which another request joined the batch is never a stall: that wait is decoding time."""
         if not self.gaps:
             return 0.0, 0.0
         usual = sorted(self.gaps)[len(self.gaps) // 2]
         cap = max(STALL_FACTOR * usual, STALL_MIN_S)
-        stalled = sum(g - usual for g in self.gaps if g > cap)
-        return sum(usual if g > cap else g for g in self.gaps), stalled
+        stall = [g > cap and i not in self.waited for i, g in enumerate(self.gaps)]
+        stalled = sum(g - usual for g, s in zip(self.gaps, stall) if s)
+        return sum(usual if s else g for g, s in zip(self.gaps, stall)), stalled
 
     @property
     def stops(self) -> tuple[threading.Event, ...]:
@@ -240,6 +248,8 @@ class Scheduler:
 
         def join(position: int, room: int, length: int) -> list[tuple[Any, Row]]:
             joiners = self._joiners(position, room, length)
+            for running in batch if joiners else ():  # they wait for the joiners' prefill
+                running.joining = True
             batch.extend(joiners)
             return [(r.inputs, row(r)) for r in joiners]
 
@@ -261,7 +271,8 @@ class Scheduler:
                 if len(taken) == room:
                     break
                 prompt = request.inputs["input_ids"].shape[1]
-                if (prompt <= position and position + request.options.max_new_tokens <= length
+                stopped = any(e.is_set() for e in request.stops)  # its caller is leaving the line
+                if (not stopped and prompt <= position and position + request.options.max_new_tokens <= length
                         and self._loop_serves(request)):
                     taken.append(request)
             for request in taken:
