@@ -196,9 +196,7 @@ class Decoder:
         bucket.cache.reset()
         bucket.mask.zero_()
         bucket.mask[:, :prompt] = inputs["attention_mask"]
-        audio_lengths = inputs["feature_attention_mask"].sum(1) if "feature_attention_mask" in inputs else None
-        positions, deltas = model.get_rope_index(input_ids=ids, attention_mask=inputs["attention_mask"],
-                                                 audio_seqlens=audio_lengths)
+        positions, deltas = self._rope(inputs)
         # the next token of row b sits at (its real prompt tokens + n) + delta_b: a left-padded
         # row's pads hold no position, so they come off its share of the cache position
         pads = prompt - inputs["attention_mask"].sum(1)
@@ -213,6 +211,12 @@ class Decoder:
                     suppress=self._processors(rows[0].options, device)[0],  # the same placeholders for all
                     samplers={i: self._sampler(r.options, device) for i, r in enumerate(rows)
                               if not r.options.greedy})
+
+    def _rope(self, inputs):
+        """(3D rotary positions of the prompt, each row's delta): Qwen2.5-Omni's own reckoning."""
+        audio_lengths = inputs["feature_attention_mask"].sum(1) if "feature_attention_mask" in inputs else None
+        return self.model.get_rope_index(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                                         audio_seqlens=audio_lengths)
 
     def _step_rows(self, run: _Run) -> bool:
         """Choose every live row's next token, hand it over, and (unless every row has ended:
@@ -298,9 +302,7 @@ class Decoder:
 
         model, ids = self.model, inputs["input_ids"]
         prompt, here, device = ids.shape[1], run.position, run.logits.device
-        audio_lengths = inputs["feature_attention_mask"].sum(1) if "feature_attention_mask" in inputs else None
-        positions, delta = model.get_rope_index(input_ids=ids, attention_mask=inputs["attention_mask"],
-                                                audio_seqlens=audio_lengths)
+        positions, delta = self._rope(inputs)
         own = DynamicCache(config=model.config)
         logits = model(**inputs, position_ids=positions, past_key_values=own,
                        cache_position=torch.arange(prompt, device=ids.device), use_cache=True).logits[:, -1]
